@@ -1,0 +1,63 @@
+"""Argument checks shared by the public API; they run before any tracing."""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+
+def check_positive(name: str, value: object, *, integer: bool = False) -> None:
+    """Raise ``ValueError`` unless ``value`` is a finite number > 0 (an int if asked)."""
+    kind = "integer" if integer else "number"
+    ok_type = isinstance(value, numbers.Integral) if integer else isinstance(value, numbers.Real)
+    if isinstance(value, bool) or not ok_type or not np.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a positive {kind}, got {value!r}")
+
+
+def check_nonnegative(name: str, value: object, *, integer: bool = False) -> None:
+    """Raise ``ValueError`` unless ``value`` is a finite number >= 0 (an int if asked)."""
+    kind = "integer" if integer else "number"
+    ok_type = isinstance(value, numbers.Integral) if integer else isinstance(value, numbers.Real)
+    if isinstance(value, bool) or not ok_type or not np.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a non-negative {kind}, got {value!r}")
+
+
+def check_choice(name: str, value: object, choices: tuple) -> None:
+    """Raise ``ValueError`` unless ``value`` is one of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+
+
+def check_stimuli(name: str, x: object, input_dim: int | None = None) -> np.ndarray:
+    """Validate an ``(N, D)`` array of stimuli in ``[-1, 1]``; return it as float64 numpy.
+
+    Concrete arrays only: call this at the API boundary, never inside ``jit``.
+    """
+    arr = np.asarray(x, dtype=np.float64)
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must have shape (N, D), got shape {arr.shape}")
+    if input_dim is not None and arr.shape[1] != input_dim:
+        raise ValueError(
+            f"{name} must have shape (N, {input_dim}) to match the model's input_dim, "
+            f"got shape {arr.shape}"
+        )
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        i, j = np.argwhere(bad)[0]
+        raise ValueError(f"{name} must be finite, got {arr[i, j]} at row {i}, column {j}")
+    out = np.abs(arr) > 1.0
+    if out.any():
+        i, j = np.argwhere(out)[0]
+        raise ValueError(
+            f"{name} must lie in [-1, 1] (normalise stimuli to the model box first), "
+            f"got {arr[i, j]} at row {i}, column {j}"
+        )
+    return arr
+
+
+def is_concrete(x: object) -> bool:
+    """True unless ``x`` is a JAX tracer (i.e. we are inside a transformation)."""
+    import jax
+
+    return not isinstance(x, jax.core.Tracer)

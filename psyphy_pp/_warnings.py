@@ -1,0 +1,7 @@
+"""Warning classes of psyphy_pp."""
+
+from __future__ import annotations
+
+
+class PsyphyWarning(UserWarning):
+    """Base class of the warnings psyphy_pp emits."""

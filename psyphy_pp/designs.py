@@ -1,0 +1,61 @@
+"""Experimental designs: where to put references and comparisons."""
+
+from __future__ import annotations
+
+__all__ = ["grid_points", "grid_design"]
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from psyphy_pp import _linalg
+from psyphy_pp._typing import Params, PRNGKey
+from psyphy_pp._validation import check_positive
+from psyphy_pp.model import WPPM
+
+
+def grid_points(grid_size: int, input_dim: int, low: float = -1.0, high: float = 1.0) -> np.ndarray:
+    """A regular ``grid_size ** input_dim`` grid on ``[low, high]^D``, shape ``(G, D)``.
+
+    The first coordinate varies slowest.
+    """
+    check_positive("grid_size", grid_size, integer=True)
+    axes = [np.linspace(low, high, grid_size)] * input_dim
+    return np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, input_dim)
+
+
+def grid_design(
+    model: WPPM,
+    truth: Params,
+    *,
+    grid_size: int = 5,
+    trials_per_ref: int = 400,
+    mahalanobis_radius: float = 2.8,
+    key: PRNGKey,
+) -> tuple[np.ndarray, np.ndarray]:
+    """References on a grid, comparisons at a fixed Mahalanobis radius of the truth.
+
+    Each reference ``r`` gets ``trials_per_ref`` comparisons
+    ``clip(r + radius * chol(Sigma_truth(r)) @ e, -1, 1)`` with ``e`` a uniformly
+    random unit direction (DESIGN.md section 3, P-std).
+
+    Args:
+        model: The model whose ``covariance`` defines the truth's field.
+        truth: Ground-truth parameters ``{"W": W}``.
+        grid_size: Points per axis of the reference grid on ``[-1, 1]^D``.
+        trials_per_ref: Trials at each reference.
+        mahalanobis_radius: Distance of comparisons in units of the truth's noise.
+        key: PRNG key for the directions.
+
+    Returns:
+        ``(refs, comparisons)``, each of shape ``(grid_size**D * trials_per_ref, D)``.
+    """
+    check_positive("trials_per_ref", trials_per_ref, integer=True)
+    check_positive("mahalanobis_radius", mahalanobis_radius)
+    grid = grid_points(grid_size, model.input_dim)
+    refs = np.repeat(grid, trials_per_ref, axis=0)
+    L = _linalg.cholesky(model.covariance(truth, refs))
+    e = jax.random.normal(key, refs.shape, L.dtype)
+    e = e / jnp.linalg.norm(e, axis=-1, keepdims=True)
+    comps = refs + mahalanobis_radius * np.asarray(jnp.einsum("nij,nj->ni", L, e))
+    return refs, np.clip(comps, -1.0, 1.0)

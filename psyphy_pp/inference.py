@@ -1,0 +1,283 @@
+"""MAP estimation of the WPPM with NumPyro's SVI and an ``AutoDelta`` guide.
+
+Objective. Both MAP loops (:func:`fit_map` here and
+:func:`~psyphy_pp.fit_map_scratch`) minimise the *per-trial mean* negative log
+posterior,
+
+.. math:: \\mathcal{L}(W) = -\\frac{1}{N}\\Big(\\log p(W) + \\sum_{n=1}^N \\log p(y_n \\mid W)\\Big),
+
+so gradients keep the same size whatever the number of trials ``N`` and one
+learning rate serves from a thousand to a hundred thousand trials. (psyphy
+0.0.4 minimised the summed objective, which needs a learning rate ~1/N.) The
+reported ``losses`` are in these units: nats per trial.
+
+Noise. With a fresh-noise Monte Carlo task, step ``t`` evaluates the
+likelihood with the key ``fold_in(noise_key, t)``, where
+``init_key, noise_key = split(PRNGKey(seed))``. Both loops use this schedule, so
+with the same seed and initial value they follow the same trajectory.
+"""
+
+from __future__ import annotations
+
+__all__ = ["MapResult", "fit_map", "DEFAULT_LEARNING_RATE", "DEFAULT_NUM_STEPS", "FitDivergedError"]
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from psyphy_pp._progress import progress
+from psyphy_pp._typing import Params, PRNGKey
+from psyphy_pp._validation import check_nonnegative, check_positive
+from psyphy_pp.data import TrialData
+from psyphy_pp.model import SITE_W, WPPM
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_LEARNING_RATE = 2e-3
+DEFAULT_NUM_STEPS = 2000
+DEFAULT_MOMENTUM = 0.9
+
+
+class FitDivergedError(FloatingPointError):
+    """The loss became non-finite during a fit.
+
+    Attributes:
+        step: The first step with a non-finite loss.
+        last_params: The last parameters whose loss was finite.
+    """
+
+    def __init__(self, step: int, last_params: Params, learning_rate: float | None):
+        self.step = step
+        self.last_params = last_params
+        hint = (
+            f"try a smaller learning_rate than {learning_rate}"
+            if learning_rate is not None
+            else "try a smaller learning rate"
+        )
+        super().__init__(f"the loss became non-finite at step {step}; {hint} "
+                         "or enable gradient clipping (clip_norm=1.0)")
+
+
+@dataclass(frozen=True)
+class MapResult:
+    """The outcome of a MAP fit.
+
+    Attributes:
+        params: ``{"W": W}`` at the end of the optimisation.
+        losses: Per-step loss, shape ``(num_steps,)``: the per-trial mean negative
+            log posterior (nats per trial) evaluated *before* each update.
+        init_params: The starting point.
+        model: The model that was fitted.
+        data: The data it was fitted to.
+        method: ``"svi"`` or ``"scratch"``.
+        settings: The settings used (seed, steps, optimiser, ...).
+    """
+
+    params: Params
+    losses: np.ndarray
+    init_params: Params
+    model: WPPM
+    data: TrialData
+    method: str
+    settings: dict = field(default_factory=dict)
+
+    loss_scaling: str = "mean negative log posterior per trial"
+
+    def __repr__(self) -> str:
+        return (
+            f"MapResult(method={self.method!r}, num_steps={len(self.losses)}, "
+            f"final_loss={float(self.losses[-1]):.6g}, settings={self.settings})"
+        )
+
+
+def default_optimizer(
+    learning_rate: float = DEFAULT_LEARNING_RATE,
+    momentum: float = DEFAULT_MOMENTUM,
+    clip_norm: float | None = None,
+) -> optax.GradientTransformation:
+    """SGD with momentum, optionally after clipping the gradient's global norm."""
+    sgd = optax.sgd(learning_rate, momentum=momentum or None)
+    return sgd if clip_norm is None else optax.chain(optax.clip_by_global_norm(clip_norm), sgd)
+
+
+def prepare_fit(
+    model: WPPM,
+    data: TrialData,
+    *,
+    num_steps: int,
+    learning_rate: float,
+    momentum: float,
+    clip_norm: float | None,
+    optimizer: optax.GradientTransformation | None,
+    seed: int,
+    init_params: Params | None,
+) -> tuple[optax.GradientTransformation, Params, PRNGKey, dict]:
+    """Check the arguments shared by the MAP loops; build optimiser, init and key.
+
+    Returns:
+        ``(optimizer, init_params, noise_key, settings)``.
+    """
+    if not isinstance(model, WPPM):
+        raise ValueError(f"model must be a psyphy_pp.WPPM, got {type(model).__name__}")
+    if not isinstance(data, TrialData):
+        raise ValueError(f"data must be a psyphy_pp.TrialData, got {type(data).__name__}")
+    data.check_model(model.input_dim)
+    check_positive("num_steps", num_steps, integer=True)
+    check_nonnegative("seed", seed, integer=True)
+    if optimizer is None:
+        check_positive("learning_rate", learning_rate)
+        check_nonnegative("momentum", momentum)
+        if momentum >= 1:
+            raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
+        if clip_norm is not None:
+            check_positive("clip_norm", clip_norm)
+        optimizer = default_optimizer(learning_rate, momentum, clip_norm)
+        opt_desc = f"sgd(lr={learning_rate}, momentum={momentum}, clip_norm={clip_norm})"
+    elif isinstance(optimizer, optax.GradientTransformation):
+        opt_desc = repr(optimizer)[:80]
+        learning_rate = None
+    else:
+        raise ValueError(
+            f"optimizer must be an optax.GradientTransformation, got {type(optimizer).__name__}"
+        )
+    init_key, noise_key = jax.random.split(jax.random.PRNGKey(seed))
+    if init_params is None:
+        init_params = model.sample_prior(init_key)
+    else:
+        model._weights(init_params)  # shape check
+        init_params = {SITE_W: jnp.asarray(init_params[SITE_W], dtype=jnp.result_type(float))}
+    settings = dict(
+        num_steps=num_steps,
+        learning_rate=learning_rate,
+        optimizer=opt_desc,
+        seed=seed,
+        task=model.task,
+        num_trials=data.num_trials,
+    )
+    return optimizer, init_params, noise_key, settings
+
+
+def run_loop(
+    step: Callable[[Any, int], tuple[Any, jax.Array]],
+    state: Any,
+    get_params: Callable[[Any], Params],
+    num_steps: int,
+    *,
+    desc: str,
+    progress_bar: bool,
+    learning_rate: float | None,
+) -> tuple[Any, np.ndarray]:
+    """Drive ``state, loss = step(state, t)`` for ``num_steps`` steps.
+
+    Shows a progress bar, and stops with :class:`FitDivergedError` at the first
+    non-finite loss (the state before that step is kept on the exception).
+    """
+    losses = np.empty(num_steps)
+    update_every = max(1, num_steps // 100)
+    with progress(num_steps, desc, progress_bar) as bar:
+        for t in range(num_steps):
+            new_state, loss = step(state, t)
+            losses[t] = loss
+            if not np.isfinite(losses[t]):
+                raise FitDivergedError(t, get_params(state), learning_rate)
+            state = new_state
+            if (t + 1) % update_every == 0 or t + 1 == num_steps:
+                bar.update(update_every if (t + 1) % update_every == 0 else num_steps % update_every)
+                bar.set_postfix_str(f"loss {losses[t]:.5g}")
+    params = get_params(state)
+    if not all(np.all(np.isfinite(v)) for v in jax.tree_util.tree_leaves(params)):
+        raise FitDivergedError(num_steps, params, learning_rate)
+    logger.info("%s: %d steps, loss %.6g -> %.6g", desc, num_steps, losses[0], losses[-1])
+    return state, losses
+
+
+def fit_map(
+    model: WPPM,
+    data: TrialData,
+    *,
+    num_steps: int = DEFAULT_NUM_STEPS,
+    learning_rate: float = DEFAULT_LEARNING_RATE,
+    momentum: float = DEFAULT_MOMENTUM,
+    clip_norm: float | None = None,
+    optimizer: optax.GradientTransformation | None = None,
+    seed: int = 0,
+    init_params: Params | None = None,
+    progress_bar: bool = True,
+) -> MapResult:
+    """MAP estimate by NumPyro SVI with an ``AutoDelta`` guide and optax.
+
+    The loss is the per-trial mean negative log posterior (see the module
+    docstring); the optimiser is ``optax.sgd(learning_rate, momentum)``
+    (after ``optax.clip_by_global_norm(clip_norm)`` if ``clip_norm`` is set)
+    unless ``optimizer`` gives another optax transformation.
+
+    Args:
+        model: The :class:`~psyphy_pp.WPPM` to fit.
+        data: The trials.
+        num_steps: Optimiser steps.
+        learning_rate: SGD learning rate (ignored if ``optimizer`` is given).
+        momentum: SGD momentum (ignored if ``optimizer`` is given).
+        clip_norm: Clip the gradient's global norm to this value (off if None).
+        optimizer: Any ``optax.GradientTransformation`` to use instead of SGD.
+        seed: Seeds the prior draw used as initial value and the Monte Carlo noise.
+        init_params: ``{"W": W}`` to start from instead of a prior draw.
+        progress_bar: Show a progress bar.
+
+    Returns:
+        A :class:`MapResult` with ``method="svi"``.
+
+    Raises:
+        ValueError: For invalid arguments, before anything is compiled.
+        FitDivergedError: If the loss becomes non-finite.
+
+    Examples:
+        >>> import jax, psyphy_pp as pp
+        >>> model = pp.WPPM(basis_degree=1, task=pp.Oddity(num_samples=20))
+        >>> truth = model.sample_prior(jax.random.PRNGKey(1))
+        >>> refs, comps = pp.designs.grid_design(model, truth, grid_size=2,
+        ...     trials_per_ref=10, key=jax.random.PRNGKey(2))
+        >>> data = pp.simulate(model, truth, refs, comps, key=jax.random.PRNGKey(3))
+        >>> fit = pp.fit_map(model, data, num_steps=5, progress_bar=False)
+        >>> fit.losses.shape
+        (5,)
+    """
+    from numpyro.handlers import scale
+    from numpyro.infer import SVI, Trace_ELBO
+    from numpyro.infer.autoguide import AutoDelta
+    from numpyro.infer.initialization import init_to_value
+    from numpyro.optim import optax_to_numpyro
+
+    optimizer, init_params, noise_key, settings = prepare_fit(
+        model, data, num_steps=num_steps, learning_rate=learning_rate, momentum=momentum,
+        clip_norm=clip_norm, optimizer=optimizer, seed=seed, init_params=init_params,
+    )
+    dtype = init_params[SITE_W].dtype
+    refs = jnp.asarray(data.refs, dtype)
+    comps = jnp.asarray(data.comparisons, dtype)
+    y = jnp.asarray(data.responses, dtype)
+
+    objective = scale(model.numpyro_model, scale=1.0 / data.num_trials)
+    guide = AutoDelta(objective, init_loc_fn=init_to_value(values=init_params))
+    svi = SVI(objective, guide, optax_to_numpyro(optimizer), Trace_ELBO())
+    svi_state = svi.init(jax.random.PRNGKey(seed), refs, comps, y, key=noise_key)
+    update = jax.jit(svi.update)
+
+    def step(state, t):
+        return update(state, refs, comps, y, key=jax.random.fold_in(noise_key, t))
+
+    def get_params(state):
+        return {SITE_W: guide.median(svi.get_params(state))[SITE_W]}
+
+    svi_state, losses = run_loop(
+        step, svi_state, get_params, num_steps, desc="fit_map (SVI)",
+        progress_bar=progress_bar, learning_rate=settings["learning_rate"],
+    )
+    return MapResult(
+        params=get_params(svi_state), losses=losses, init_params=init_params,
+        model=model, data=data, method="svi", settings=settings,
+    )

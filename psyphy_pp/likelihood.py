@@ -1,0 +1,194 @@
+"""The oddity task: probability that the observer picks the odd stimulus.
+
+A trial shows the reference ``r`` twice and the comparison ``c`` once. With
+internal samples ``z0, z1 ~ N(r, S0)``, ``z2 ~ N(c, S1)`` and distances in the
+metric of ``Sbar = 2/3 S0 + 1/3 S1``, the answer is correct when
+``d(z0, z1) < min(d(z0, z2), d(z1, z2))``.
+
+Writing ``u = z0 - z1 ~ N(0, 2 S0)`` and ``v = (z0 + z1)/2 - z2 ~ N(r - c, S0/2 + S1)``
+(independent), the decision variable is
+
+.. math:: \\delta = \\tfrac34 |u|^2 + |\\langle u, v \\rangle| - |v|^2
+
+(inner products in the ``Sbar^{-1}`` metric), and the trial is correct iff
+``delta < 0``. The Monte Carlo estimator averages ``sigmoid(-delta / bandwidth)``
+over ``num_samples`` draws of ``(u, v)``; it needs two ``D``-dimensional normal
+draws per sample.
+
+Estimators return *logits* ``log p - log(1 - p)`` rather than ``p``: the
+probability of an error ``1 - p`` is averaged directly (as
+``sigmoid(+delta / bandwidth)``), so it keeps its relative precision in float32
+even when ``p`` is within ``1e-7`` of one, where ``log1p(-p)`` would not.
+"""
+
+from __future__ import annotations
+
+__all__ = ["Oddity", "oddity_logits_mc", "PROB_EPS", "MAX_LOGIT"]
+
+import math
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+
+from psyphy_pp import _linalg
+from psyphy_pp._typing import Array, PRNGKey
+from psyphy_pp._validation import check_choice, check_nonnegative, check_positive
+
+#: Probabilities are clipped to ``[PROB_EPS, 1 - PROB_EPS]`` before the Bernoulli.
+PROB_EPS = 1e-6
+#: The same bound on the logit scale: ``log((1 - PROB_EPS) / PROB_EPS)``.
+MAX_LOGIT = float(math.log((1.0 - PROB_EPS) / PROB_EPS))
+
+_METHODS = ("mc", "quadrature")
+
+
+def _whitened_factors(S0: Array, S1: Array, delta: Array) -> tuple[Array, Array, Array]:
+    """Factors mapping standard normals to ``u, v`` whitened by ``chol(Sbar)``.
+
+    Returns ``(Ma, Mb, mu)`` with ``u' = Ma n``, ``v' = mu + Mb m`` for
+    ``n, m ~ N(0, I)``: ``Ma = L^-1 chol(2 S0)``, ``Mb = L^-1 chol(S0/2 + S1)``,
+    ``mu = L^-1 (r - c)`` and ``L = chol(Sbar)``.
+    """
+    L = _linalg.cholesky((2.0 * S0 + S1) / 3.0)
+    Ma = _linalg.solve_lower_matrix(L, _linalg.cholesky(2.0 * S0))
+    Mb = _linalg.solve_lower_matrix(L, _linalg.cholesky(0.5 * S0 + S1))
+    mu = _linalg.solve_lower(L, delta)
+    return Ma, Mb, mu
+
+
+def oddity_logits_mc(
+    S0: Array, S1: Array, delta: Array, noise: Array, bandwidth: float
+) -> Array:
+    """Smoothed Monte Carlo estimate of the logit of P(correct) for a batch of trials.
+
+    Args:
+        S0: Noise covariance at the reference, shape ``(..., D, D)``.
+        S1: Noise covariance at the comparison, shape ``(..., D, D)``.
+        delta: ``r - c``, shape ``(..., D)``.
+        noise: Standard normal draws, shape ``(..., M, 2, D)``: ``noise[..., 0, :]``
+            drives ``u`` and ``noise[..., 1, :]`` drives ``v``.
+        bandwidth: Width of the logistic smoothing of the hard decision.
+
+    Returns:
+        ``log p - log(1 - p)`` with ``p = mean(sigmoid(-delta / bandwidth))``,
+        shape ``(...)``, not clipped.
+    """
+    Ma, Mb, mu = _whitened_factors(S0, S1, delta)
+    u = jnp.einsum("...ij,...mj->...mi", Ma, noise[..., 0, :])
+    v = mu[..., None, :] + jnp.einsum("...ij,...mj->...mi", Mb, noise[..., 1, :])
+    dec = 0.75 * jnp.sum(u * u, -1) + jnp.abs(jnp.sum(u * v, -1)) - jnp.sum(v * v, -1)
+    x = dec / bandwidth
+    # log sigmoid(-x) and log sigmoid(x) share softplus(-|x|); averaging both in
+    # log space keeps p and 1 - p exact even when one of them underflows.
+    sp = jax.nn.softplus(-jnp.abs(x))
+    log_p = jax.nn.logsumexp(jnp.minimum(-x, 0.0) - sp, axis=-1)
+    log_q = jax.nn.logsumexp(jnp.minimum(x, 0.0) - sp, axis=-1)
+    return log_p - log_q
+
+
+@dataclass(frozen=True)
+class Oddity:
+    """Settings of the oddity-task likelihood.
+
+    Args:
+        method: ``"mc"`` (smoothed Monte Carlo) or ``"quadrature"`` (deterministic,
+            ``input_dim == 2`` only).
+        num_samples: Monte Carlo samples per trial.
+        bandwidth: Logistic smoothing width of the Monte Carlo decision.
+        fixed_noise: If True, every evaluation uses the same noise (drawn from
+            ``noise_seed``): common random numbers make the log density
+            deterministic, at the price of a small fixed bias that shrinks like
+            ``1/sqrt(num_samples)``. If False, each evaluation needs a fresh key.
+        noise_seed: Seed of the fixed noise when ``fixed_noise`` is True.
+        num_angles: Gauss-Legendre nodes over the half circle (quadrature).
+        num_hermite: Gauss-Hermite nodes per dimension of ``v'`` (quadrature).
+
+    Examples:
+        >>> Oddity()
+        Oddity(method='mc', num_samples=500, bandwidth=0.01, fixed_noise=False, ...)
+    """
+
+    method: str = "mc"
+    num_samples: int = 500
+    bandwidth: float = 1e-2
+    fixed_noise: bool = False
+    noise_seed: int = 0
+    num_angles: int = 8
+    num_hermite: int = 6
+
+    def __post_init__(self) -> None:
+        check_choice("method", self.method, _METHODS)
+        check_positive("num_samples", self.num_samples, integer=True)
+        check_positive("bandwidth", self.bandwidth)
+        check_nonnegative("noise_seed", self.noise_seed, integer=True)
+        check_positive("num_angles", self.num_angles, integer=True)
+        check_positive("num_hermite", self.num_hermite, integer=True)
+        if not isinstance(self.fixed_noise, bool):
+            raise ValueError(f"fixed_noise must be True or False, got {self.fixed_noise!r}")
+
+    def __repr__(self) -> str:
+        if self.method == "quadrature":
+            extra = f"num_angles={self.num_angles}, num_hermite={self.num_hermite}"
+        else:
+            extra = (
+                f"num_samples={self.num_samples}, bandwidth={self.bandwidth}, "
+                f"fixed_noise={self.fixed_noise}, ..."
+            )
+        return f"Oddity(method={self.method!r}, {extra})"
+
+    @property
+    def deterministic(self) -> bool:
+        """True when the likelihood is the same function at every evaluation."""
+        return self.method == "quadrature" or self.fixed_noise
+
+    @property
+    def needs_key(self) -> bool:
+        """True when each evaluation must be given a fresh PRNG key."""
+        return not self.deterministic
+
+    def noise_key(self, key: PRNGKey | None) -> PRNGKey | None:
+        """The key the estimator uses: the fixed one, the given one, or None."""
+        if self.method == "quadrature":
+            return None
+        if self.fixed_noise:
+            return jax.random.PRNGKey(self.noise_seed)
+        if key is None:
+            raise ValueError(
+                "key must be a PRNG key for Oddity(method='mc', fixed_noise=False); "
+                "got None (pass key=jax.random.PRNGKey(...) or use fixed_noise=True)"
+            )
+        return key
+
+    def logits(
+        self, S0: Array, S1: Array, delta: Array, key: PRNGKey | None = None
+    ) -> Array:
+        """Logits of P(correct), clipped to ``[-MAX_LOGIT, MAX_LOGIT]``.
+
+        Clipping the logits is clipping P(correct) to ``[PROB_EPS, 1 - PROB_EPS]``.
+
+        Args:
+            S0: Covariances at the references, shape ``(N, D, D)``.
+            S1: Covariances at the comparisons, shape ``(N, D, D)``.
+            delta: ``refs - comparisons``, shape ``(N, D)``.
+            key: Monte Carlo key (ignored when the likelihood is deterministic).
+                Trial ``n`` draws its noise from ``fold_in(key, n)``, so a trial's
+                noise does not depend on the batch it sits in.
+
+        Returns:
+            Array of shape ``(N,)``.
+        """
+        key = self.noise_key(key)
+        if self.method == "quadrature":
+            from psyphy_pp.quadrature import oddity_prob_quadrature
+
+            p = oddity_prob_quadrature(
+                S0, S1, delta, num_angles=self.num_angles, num_hermite=self.num_hermite
+            )
+            z = jnp.log(p) - jnp.log1p(-p)
+        else:
+            n, d = delta.shape
+            keys = jax.vmap(jax.random.fold_in, (None, 0))(key, jnp.arange(n))
+            draw = lambda k: jax.random.normal(k, (self.num_samples, 2, d), delta.dtype)
+            z = oddity_logits_mc(S0, S1, delta, jax.vmap(draw)(keys), self.bandwidth)
+        return jnp.clip(z, -MAX_LOGIT, MAX_LOGIT)
