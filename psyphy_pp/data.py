@@ -49,7 +49,7 @@ class TrialData:
             )
         if y.size and not np.isin(y, (0, 1)).all():
             i = int(np.flatnonzero(~np.isin(y, (0, 1)))[0])
-            raise ValueError(f"responses must be 0 or 1, got {y[i]!r} at index {i}")
+            raise ValueError(f"responses must be 0 or 1, got {y[i].item()!r} at index {i}")
         if refs.shape[0] == 0:
             raise ValueError("TrialData needs at least one trial, got N = 0")
         object.__setattr__(self, "refs", refs)

@@ -38,7 +38,7 @@ from psyphy_pp.model import SITE_W, WPPM
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_LEARNING_RATE = 2e-3
+DEFAULT_LEARNING_RATE = 1e-4
 DEFAULT_NUM_STEPS = 2000
 DEFAULT_MOMENTUM = 0.9
 

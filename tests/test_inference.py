@@ -1,0 +1,113 @@
+import jax
+import numpy as np
+import optax
+import pytest
+
+import psyphy_pp as pp
+from psyphy_pp.diagnostics import recovery_error
+from tests.conftest import make_problem
+
+FIT = dict(num_steps=60, learning_rate=1e-4, progress_bar=False)
+
+
+def _equivalence_problem():
+    # Fresh-noise Monte Carlo with bandwidth 0.1. At the default bandwidth 0.01 the
+    # MC objective is rough (Hessian eigenvalues ~1e4-1e5 in per-trial units), and
+    # SGD at any useful rate amplifies float32 rounding until two differently
+    # compiled programs part after ~10-20 steps: perturbing the initial W by 1e-7
+    # does the same to the scratch loop alone. At bandwidth 0.1 the map is
+    # contractive and the loops can be compared step for step.
+    return make_problem(pp.Oddity(num_samples=100, bandwidth=0.1))
+
+
+def test_svi_and_scratch_follow_the_same_trajectory():
+    model, _, data = _equivalence_problem()
+    a = pp.fit_map(model, data, **FIT)
+    b = pp.fit_map_scratch(model, data, **FIT)
+    assert a.losses.shape == b.losses.shape == (60,)
+    assert b.losses[-1] < 0.6 * b.losses[0]  # the trajectory goes somewhere
+    np.testing.assert_allclose(a.losses, b.losses, rtol=1e-4)
+    W_a, W_b = np.asarray(a.params["W"]), np.asarray(b.params["W"])
+    assert np.max(np.abs(W_a - W_b)) <= 1e-4 * np.max(np.abs(W_b))
+    np.testing.assert_array_equal(a.init_params["W"], b.init_params["W"])
+
+
+def test_svi_and_scratch_follow_the_same_trajectory_x64(x64):
+    model, _, data = _equivalence_problem()
+    a = pp.fit_map(model, data, **FIT)
+    b = pp.fit_map_scratch(model, data, **FIT)
+    assert a.params["W"].dtype == np.float64
+    np.testing.assert_allclose(a.losses, b.losses, rtol=1e-9)
+    W_a, W_b = np.asarray(a.params["W"]), np.asarray(b.params["W"])
+    assert np.max(np.abs(W_a - W_b)) <= 1e-9 * np.max(np.abs(W_b))
+
+
+def test_key_schedule_matters():
+    """A different seed gives a different trajectory (the noise really is per step)."""
+    model, _, data = _equivalence_problem()
+    a = pp.fit_map_scratch(model, data, num_steps=5, progress_bar=False)
+    b = pp.fit_map_scratch(model, data, num_steps=5, init_params=a.init_params, seed=1,
+                           progress_bar=False)
+    assert not np.allclose(a.losses[1:], b.losses[1:], rtol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def p_small_default_task():
+    return make_problem(pp.Oddity())
+
+
+@pytest.mark.parametrize("fit", [pp.fit_map, pp.fit_map_scratch])
+def test_map_recovers_the_field_better_than_its_start(fit, p_small_default_task):
+    model, truth, data = p_small_default_task
+    result = fit(model, data, num_steps=400, progress_bar=False)
+    grid = pp.designs.grid_points(12, 2)
+    before = recovery_error(model, result.init_params, truth, grid)
+    after = recovery_error(model, result.params, truth, grid)
+    assert after["bures_wasserstein"] < 0.7 * before["bures_wasserstein"]
+    assert after["relative_frobenius"] < before["relative_frobenius"]
+    assert np.mean(result.losses[-20:]) < result.losses[0]
+
+
+def test_divergence_names_the_step(p_small):
+    model, _, data = p_small
+    with pytest.raises(pp.FitDivergedError, match="non-finite at step .*smaller learning_rate") as e:
+        pp.fit_map_scratch(model, data, num_steps=50, learning_rate=1e3, progress_bar=False)
+    W = np.asarray(e.value.last_params["W"])
+    assert np.all(np.isfinite(W))
+
+
+def test_any_optax_optimizer_and_init_params():
+    model, truth, data = _equivalence_problem()
+    a = pp.fit_map(model, data, num_steps=5, optimizer=optax.adam(1e-3), init_params=truth,
+                   progress_bar=False)
+    b = pp.fit_map_scratch(model, data, num_steps=5, optimizer=optax.adam(1e-3), init_params=truth,
+                           progress_bar=False)
+    np.testing.assert_allclose(a.losses, b.losses, rtol=1e-4)
+    np.testing.assert_array_equal(a.init_params["W"], truth["W"])
+
+
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        (dict(num_steps=0), "num_steps"),
+        (dict(learning_rate=0.0), "learning_rate"),
+        (dict(learning_rate=-1e-3), "learning_rate"),
+        (dict(momentum=1.0), "momentum"),
+        (dict(clip_norm=0.0), "clip_norm"),
+        (dict(optimizer="adam"), "optimizer"),
+        (dict(seed=-1), "seed"),
+        (dict(init_params={"W": np.zeros((2, 2))}), r"params\['W'\] must have shape"),
+    ],
+)
+@pytest.mark.parametrize("fit", [pp.fit_map, pp.fit_map_scratch])
+def test_fits_reject_bad_settings(fit, kwargs, name, p_small):
+    with pytest.raises(ValueError, match=name):
+        fit(p_small.model, p_small.data, progress_bar=False, **kwargs)
+
+
+def test_result_records_settings(p_small):
+    fit = pp.fit_map(p_small.model, p_small.data, num_steps=3, progress_bar=False)
+    assert fit.method == "svi"
+    assert fit.settings["num_steps"] == 3
+    assert fit.settings["task"] == p_small.model.task
+    assert "per trial" in fit.loss_scaling
