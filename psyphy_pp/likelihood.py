@@ -103,6 +103,10 @@ class Oddity:
         noise_seed: Seed of the fixed noise when ``fixed_noise`` is True.
         num_angles: Gauss-Legendre nodes over the half circle (quadrature).
         num_hermite: Gauss-Hermite nodes per dimension of ``v'`` (quadrature).
+        chunk_size: Trials evaluated at once. Larger data sets are evaluated
+            block by block (``jax.lax.map`` with rematerialisation), so memory is
+            bounded by the block, not by ``N``. None picks blocks of about
+            ``2**20`` trial-sample evaluations.
 
     Examples:
         >>> Oddity()
@@ -116,6 +120,7 @@ class Oddity:
     noise_seed: int = 0
     num_angles: int = 8
     num_hermite: int = 6
+    chunk_size: int | None = None
 
     def __post_init__(self) -> None:
         check_choice("method", self.method, _METHODS)
@@ -124,6 +129,8 @@ class Oddity:
         check_nonnegative("noise_seed", self.noise_seed, integer=True)
         check_positive("num_angles", self.num_angles, integer=True)
         check_positive("num_hermite", self.num_hermite, integer=True)
+        if self.chunk_size is not None:
+            check_positive("chunk_size", self.chunk_size, integer=True)
         if not isinstance(self.fixed_noise, bool):
             raise ValueError(f"fixed_noise must be True or False, got {self.fixed_noise!r}")
 
@@ -179,16 +186,45 @@ class Oddity:
             Array of shape ``(N,)``.
         """
         key = self.noise_key(key)
+        n = delta.shape[0]
+        block = min(n, self.block_size())
+        if block == n:
+            z = self._block_logits(S0, S1, delta, jnp.arange(n), key)
+        else:
+            num_blocks = -(-n // block)
+            pad = num_blocks * block - n
+            # Padding repeats trial 0; its logits are computed and dropped.
+            idx = jnp.concatenate([jnp.arange(n), jnp.zeros(pad, jnp.int32)])
+            blocks = (S0[idx], S1[idx], delta[idx], jnp.concatenate([jnp.arange(n), jnp.full(pad, n)]))
+            blocks = jax.tree_util.tree_map(lambda a: a.reshape(num_blocks, block, *a.shape[1:]), blocks)
+            fn = jax.checkpoint(lambda b: self._block_logits(*b, key))
+            z = jax.lax.map(fn, blocks).reshape(-1)[:n]
+        return jnp.clip(z, -MAX_LOGIT, MAX_LOGIT)
+
+    def block_size(self) -> int:
+        """Trials per block (see ``chunk_size``)."""
+        if self.chunk_size is not None:
+            return self.chunk_size
+        if self.method == "quadrature":
+            per_trial = self.num_angles * self.num_hermite**2
+        else:
+            per_trial = self.num_samples
+        return max(1, 2**20 // per_trial)
+
+    def _block_logits(
+        self, S0: Array, S1: Array, delta: Array, trial_index: Array, key: PRNGKey | None
+    ) -> Array:
         if self.method == "quadrature":
             from psyphy_pp.quadrature import oddity_prob_quadrature
 
             p = oddity_prob_quadrature(
                 S0, S1, delta, num_angles=self.num_angles, num_hermite=self.num_hermite
             )
-            z = jnp.log(p) - jnp.log1p(-p)
-        else:
-            n, d = delta.shape
-            keys = jax.vmap(jax.random.fold_in, (None, 0))(key, jnp.arange(n))
-            draw = lambda k: jax.random.normal(k, (self.num_samples, 2, d), delta.dtype)
-            z = oddity_logits_mc(S0, S1, delta, jax.vmap(draw)(keys), self.bandwidth)
-        return jnp.clip(z, -MAX_LOGIT, MAX_LOGIT)
+            # Clip p before the logs: a p that rounds to 1 would give log1p(-p) = -inf
+            # and a NaN gradient; clipped trials get a zero gradient instead.
+            p = jnp.clip(p, PROB_EPS, 1.0 - PROB_EPS)
+            return jnp.log(p) - jnp.log1p(-p)
+        d = delta.shape[-1]
+        keys = jax.vmap(jax.random.fold_in, (None, 0))(key, trial_index)
+        draw = lambda k: jax.random.normal(k, (self.num_samples, 2, d), delta.dtype)
+        return oddity_logits_mc(S0, S1, delta, jax.vmap(draw)(keys), self.bandwidth)

@@ -12,6 +12,7 @@ from __future__ import annotations
 __all__ = ["WPPM", "SITE_W", "SITE_Y"]
 
 from dataclasses import dataclass, field
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -133,10 +134,7 @@ class WPPM:
                     f"comparisons must have the same shape as refs {r.shape}, got {c.shape}"
                 )
         W = self._weights(params)
-        refs = jnp.asarray(refs, W.dtype)
-        comparisons = jnp.asarray(comparisons, W.dtype)
-        S = _field.covariance(W, jnp.stack([refs, comparisons]), self.diag_term)
-        return self.task.logits(S[0], S[1], refs - comparisons, key)
+        return _logits(self, W, jnp.asarray(refs, W.dtype), jnp.asarray(comparisons, W.dtype), key)
 
     def prob_correct(
         self,
@@ -203,3 +201,10 @@ class WPPM:
                 f"params['W'] must have shape {self.weights_shape} for this model, got {W.shape}"
             )
         return W
+
+
+@partial(jax.jit, static_argnums=0)
+def _logits(model: WPPM, W: Array, refs: Array, comparisons: Array, key: PRNGKey | None) -> Array:
+    """The jitted core of :meth:`WPPM.logits` (inputs already validated)."""
+    S = _field.covariance(W, jnp.stack([refs, comparisons]), model.diag_term)
+    return model.task.logits(S[0], S[1], refs - comparisons, key)

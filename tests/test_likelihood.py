@@ -1,0 +1,133 @@
+"""The Monte Carlo oddity likelihood against an independent numpy simulation."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import psyphy_pp as pp
+from psyphy_pp.likelihood import oddity_logits_mc
+from tests.reference import oddity_prob_reference
+
+
+def _random_config(rng, dim=2):
+    A = rng.normal(size=(dim, dim)) * 0.1
+    B = rng.normal(size=(dim, dim)) * 0.1
+    S0 = A @ A.T + 1e-3 * np.eye(dim)
+    S1 = B @ B.T + 1e-3 * np.eye(dim)
+    r = rng.uniform(-0.5, 0.5, dim)
+    c = r + rng.normal(size=dim) * 0.15
+    return S0, S1, r, c
+
+
+def _mc_prob(S0, S1, r, c, *, num_samples=20_000, bandwidth=1e-3, seed=0):
+    task = pp.Oddity(num_samples=num_samples, bandwidth=bandwidth)
+    z = task.logits(jnp.asarray(S0)[None], jnp.asarray(S1)[None],
+                    jnp.asarray(r - c)[None], jax.random.PRNGKey(seed))
+    return float(jax.nn.sigmoid(z)[0])
+
+
+@pytest.mark.parametrize("dim", [2, 3])
+def test_mc_matches_numpy_reference(dim, rng):
+    """20,000-sample MC (bandwidth 1e-3) vs 1e6-sample hard-threshold numpy MC.
+
+    Tolerance: 4 combined standard errors (MC ~3.5e-3, reference ~5e-4) plus
+    2e-3 for the logistic smoothing's bias at bandwidth 1e-3.
+    """
+    for _ in range(5):
+        S0, S1, r, c = _random_config(rng, dim)
+        ref, se = oddity_prob_reference(S0, S1, r, c, num_samples=1_000_000)
+        p = _mc_prob(S0, S1, r, c)
+        tol = 4 * np.hypot(se, np.sqrt(p * (1 - p) / 20_000)) + 2e-3
+        assert abs(p - ref) < tol, (p, ref, tol)
+
+
+@pytest.mark.parametrize("dim", [1, 2, 3])
+def test_mc_chance_at_equal_stimuli(dim):
+    S = 0.01 * np.eye(dim)
+    p = _mc_prob(S, S, np.zeros(dim), np.zeros(dim), num_samples=50_000)
+    assert abs(p - 1 / 3) < 4 * np.sqrt(2 / 9 / 50_000) + 2e-3
+
+
+def test_mc_matches_authors_reference_values():
+    """Sigma = 0.0026 I, r = 0, c = (s, 0): the 2e6-sample values in hong2025_baselines."""
+    expected = [0.399469, 0.603705, 0.806800, 0.928172, 0.979391]
+    S = 0.0026 * np.eye(2)
+    for s, ref in zip(np.linspace(0.05, 0.30, 5), expected):
+        p = _mc_prob(S, S, np.zeros(2), np.array([s, 0.0]))
+        assert abs(p - ref) < 4 * np.sqrt(ref * (1 - ref) / 20_000) + 2e-3
+
+
+def test_mc_logits_keep_precision_near_ceiling_x64(x64):
+    """Far above threshold, float32 logits equal float64 ones for the same noise.
+
+    There float32 ``p`` rounds to 1 and ``log1p(-p)`` would be ``-inf``; the
+    estimator averages ``1 - p`` directly, in log space.
+    """
+    S = 0.001 * np.eye(2)[None]
+    noise = np.asarray(jax.random.normal(jax.random.PRNGKey(0), (1, 2000, 2, 2)))
+    args = (S, S, np.array([[0.3, 0.0]]), noise)
+    z64 = oddity_logits_mc(*(jnp.asarray(a) for a in args), 0.01)
+    z32 = oddity_logits_mc(*(jnp.asarray(a, jnp.float32) for a in args), 0.01)
+    assert float(jax.nn.sigmoid(z32.astype(jnp.float32))[0]) == 1.0
+    assert 100 < float(z64[0]) < np.inf
+    np.testing.assert_allclose(z32, z64, rtol=1e-5)
+
+
+def test_fresh_noise_needs_a_key():
+    model = pp.WPPM(basis_degree=1)
+    params = model.sample_prior(jax.random.PRNGKey(0))
+    with pytest.raises(ValueError, match="key must be a PRNG key"):
+        model.prob_correct(params, np.zeros((2, 2)), np.zeros((2, 2)))
+
+
+def test_fixed_noise_is_deterministic():
+    model = pp.WPPM(basis_degree=1, task=pp.Oddity(num_samples=50, fixed_noise=True))
+    params = model.sample_prior(jax.random.PRNGKey(0))
+    refs, comps = np.zeros((3, 2)), np.full((3, 2), 0.1)
+    a = model.prob_correct(params, refs, comps, key=jax.random.PRNGKey(1))
+    b = model.prob_correct(params, refs, comps)
+    np.testing.assert_array_equal(a, b)
+
+
+def test_trial_noise_does_not_depend_on_batch():
+    """Trial n draws from fold_in(key, n): the first trials of a batch equal a smaller batch."""
+    model = pp.WPPM(basis_degree=1, task=pp.Oddity(num_samples=50))
+    params = model.sample_prior(jax.random.PRNGKey(0))
+    refs = np.zeros((5, 2))
+    comps = np.linspace(0.01, 0.2, 10).reshape(5, 2)
+    key = jax.random.PRNGKey(2)
+    full = model.prob_correct(params, refs, comps, key)
+    part = model.prob_correct(params, refs[:3], comps[:3], key)
+    np.testing.assert_allclose(full[:3], part, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        (dict(num_samples=0), "num_samples"),
+        (dict(bandwidth=-1.0), "bandwidth"),
+        (dict(method="exact"), "method"),
+        (dict(num_samples=2.5), "num_samples"),
+    ],
+)
+def test_oddity_rejects_bad_settings(kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        pp.Oddity(**kwargs)
+
+
+@pytest.mark.parametrize("method", ["mc", "quadrature"])
+def test_chunked_evaluation_equals_one_block(method):
+    """Blocks of 7 trials (with padding) give the same logits and gradients as one block."""
+    kw = dict(method=method, num_samples=64)
+    model = pp.WPPM(basis_degree=1, task=pp.Oddity(**kw))
+    chunked = pp.WPPM(basis_degree=1, task=pp.Oddity(chunk_size=7, **kw))
+    params = model.sample_prior(jax.random.PRNGKey(0))
+    rng = np.random.default_rng(1)
+    refs = rng.uniform(-0.8, 0.8, (30, 2))
+    comps = refs + rng.normal(0, 0.1, (30, 2))
+    key = jax.random.PRNGKey(3)
+    np.testing.assert_allclose(chunked.logits(params, refs, comps, key),
+                               model.logits(params, refs, comps, key), rtol=1e-5, atol=1e-5)
+    grad = lambda m: jax.grad(lambda W: jnp.sum(m.logits({"W": W}, refs, comps, key)))(params["W"])
+    np.testing.assert_allclose(grad(chunked), grad(model), rtol=1e-4, atol=1e-4)
