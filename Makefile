@@ -2,8 +2,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+DOCS_STAMP := $(VENV)/.installed-docs
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench clean docs figures
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +21,21 @@ test: $(STAMP)
 	$(PY) -m pytest -q -ra --durations=15
 
 bench: $(STAMP)
-	$(PY) benchmarks/bench_likelihood.py
+	$(PY) -m benchmarks.bench_likelihood
+	$(PY) -m benchmarks.bench_map
+
+$(DOCS_STAMP): $(PY) pyproject.toml
+	$(PY) -m pip install --quiet -e ".[docs]"
+	touch $(DOCS_STAMP)
+
+# The documentation site, built into site/ (warnings are errors).
+docs: $(DOCS_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir site
+
+# Regenerate the PNGs shown in the docs (a few minutes on 2 cores).
+figures: $(STAMP)
+	$(PY) examples/full_wppm_fit_example.py --no-progress --output-dir docs/figures
+	$(PY) docs/scripts/loop_agreement.py --output-dir docs/figures
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
