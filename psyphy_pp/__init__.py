@@ -7,14 +7,28 @@ Examples:
 """
 
 from psyphy_pp import designs as designs
+from psyphy_pp.arviz_io import to_arviz as to_arviz
+from psyphy_pp.data import Normalization as Normalization
 from psyphy_pp.data import TrialData as TrialData
+from psyphy_pp.diagnostics import FitComparison as FitComparison
+from psyphy_pp.diagnostics import compare_fits as compare_fits
+from psyphy_pp.fitio import IncompatibleFitError as IncompatibleFitError
+from psyphy_pp.fitio import SavedFit as SavedFit
+from psyphy_pp.fitio import load_fit as load_fit
+from psyphy_pp.fitio import save_fit as save_fit
 from psyphy_pp.inference import FitDivergedError as FitDivergedError
 from psyphy_pp.inference import MapResult as MapResult
 from psyphy_pp.inference import fit_map as fit_map
 from psyphy_pp.likelihood import Oddity as Oddity
 from psyphy_pp.model import WPPM as WPPM
+from psyphy_pp.nuts import NutsResult as NutsResult
+from psyphy_pp.nuts import fit_nuts as fit_nuts
 from psyphy_pp.scratch import fit_map_scratch as fit_map_scratch
 from psyphy_pp.simulate import simulate as simulate
+from psyphy_pp.thresholds import Ellipses as Ellipses
+from psyphy_pp.thresholds import Thresholds as Thresholds
+from psyphy_pp.thresholds import psychometric_curves as psychometric_curves
+from psyphy_pp.thresholds import thresholds as thresholds
 
 __version__ = "0.1.0"
 
@@ -28,4 +42,18 @@ __all__ = [
     "fit_map_scratch",
     "simulate",
     "designs",
+    "Normalization",
+    "SavedFit",
+    "save_fit",
+    "load_fit",
+    "IncompatibleFitError",
+    "thresholds",
+    "Thresholds",
+    "Ellipses",
+    "psychometric_curves",
+    "fit_nuts",
+    "NutsResult",
+    "to_arviz",
+    "compare_fits",
+    "FitComparison",
 ]

@@ -1,16 +1,39 @@
-"""Recovery metrics between covariance fields (numpy, float64).
+"""Recovery metrics, posterior summaries of ``Sigma(x)`` and fit comparisons.
 
-These compare a fitted field ``Sigma(x)`` with a reference (usually the ground
-truth of a simulation) at a set of points, as in DESIGN.md section 3.
+* :func:`bures_wasserstein`, :func:`relative_frobenius` and
+  :func:`recovery_error` compare a fitted field ``Sigma(x)`` with a reference
+  (usually the ground truth of a simulation) at a set of points, as in
+  DESIGN.md section 3 (numpy, float64).
+* :func:`posterior_sigma` summarises the posterior of ``Sigma(x)`` (mean and
+  credible interval) at the reference points or on a grid.
+* :func:`compare_fits` reports whether two fits agree (e.g. SVI against the
+  hand-written loop), built on their ArviZ InferenceData.
+
+``W`` is not identifiable: right-multiplying every ``W[i1..iD]`` by one common
+orthogonal matrix leaves ``Sigma``, the likelihood and the prior unchanged. Judge
+convergence and agreement by ``Sigma``, P(correct) of held-out trials or the
+log density, not by raw ``W`` entries.
 """
 
 from __future__ import annotations
 
-__all__ = ["bures_wasserstein", "relative_frobenius", "recovery_error"]
+__all__ = [
+    "bures_wasserstein",
+    "relative_frobenius",
+    "recovery_error",
+    "SigmaSummary",
+    "posterior_sigma",
+    "FitComparison",
+    "compare_fits",
+]
+
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from psyphy_pp._typing import ArrayLike, Params
+from psyphy_pp._validation import check_positive
 from psyphy_pp.model import WPPM
 
 
@@ -63,3 +86,289 @@ def recovery_error(
         "bures_wasserstein": float(np.mean(bures_wasserstein(S, T))),
         "relative_frobenius": float(np.mean(relative_frobenius(S, T))),
     }
+
+
+@dataclass(frozen=True)
+class SigmaSummary:
+    """Posterior summary of the covariance field ``Sigma(x)`` at a set of points.
+
+    Attributes:
+        points: The stimuli, shape ``(P, D)``.
+        mean: Posterior mean of ``Sigma``, shape ``(P, D, D)``.
+        lower: Lower end of the equal-tailed credible interval, entry by entry.
+        upper: Upper end of the credible interval, shape ``(P, D, D)``.
+        prob: Mass of the credible interval (e.g. 0.9).
+        num_draws: Number of posterior draws summarised (1 for a MAP fit, whose
+            interval collapses to the point).
+    """
+
+    points: np.ndarray
+    mean: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+    prob: float
+    num_draws: int
+
+    def contains(self, sigma: ArrayLike) -> np.ndarray:
+        """Whether each entry of ``sigma`` (shape ``(P, D, D)``) lies in its interval."""
+        s = np.asarray(sigma, np.float64)
+        return (s >= self.lower) & (s <= self.upper)
+
+    def __repr__(self) -> str:
+        width = np.mean(self.upper - self.lower)
+        return (
+            f"SigmaSummary(points={self.points.shape[0]}, input_dim={self.points.shape[1]}, "
+            f"prob={self.prob}, num_draws={self.num_draws}, mean interval width={width:.3g})"
+        )
+
+
+def posterior_sigma(fit: Any, points: ArrayLike | None = None, *, prob: float = 0.9) -> SigmaSummary:
+    """Posterior mean and equal-tailed credible interval of ``Sigma(x)``.
+
+    ``Sigma`` is identifiable where ``W`` is not (``W`` can be rotated on the
+    right by any common orthogonal matrix without changing ``Sigma``), so this
+    is the summary to read, and to check convergence on.
+
+    Args:
+        fit: A :class:`~psyphy_pp.NutsResult`, a :class:`~psyphy_pp.MapResult`
+            or an InferenceData from :func:`~psyphy_pp.to_arviz`.
+        points: Stimuli of shape ``(P, D)``; default: the data's distinct
+            reference points. For a grid use e.g. ``pp.designs.grid_points(12, 2)``.
+        prob: Mass of the interval, in (0, 1).
+
+    Returns:
+        A :class:`SigmaSummary`.
+
+    Raises:
+        ValueError: If ``prob`` is not in (0, 1) or ``points`` has the wrong shape.
+
+    Examples:
+        >>> import psyphy_pp as pp
+        >>> model = pp.WPPM(basis_degree=1, task=pp.Oddity(method="quadrature"))
+        >>> data = pp.TrialData([[0.0, 0.0], [0.5, 0.5]], [[0.1, 0.0], [0.5, 0.6]], [1, 0])
+        >>> fit = pp.fit_map(model, data, num_steps=3, progress_bar=False)
+        >>> posterior_sigma(fit).mean.shape
+        (2, 2, 2)
+    """
+    from psyphy_pp.arviz_io import _weights_and_field, sigma_draws
+
+    if not (isinstance(prob, (float, int)) and not isinstance(prob, bool) and 0 < prob < 1):
+        raise ValueError(f"prob must be a number in (0, 1), got {prob!r}")
+    if points is None:
+        points = _weights_and_field(fit)[3]
+    points = np.asarray(points, np.float64)
+    S = sigma_draws(fit, points).astype(np.float64)
+    S = S.reshape((-1,) + S.shape[2:])
+    lower, upper = np.quantile(S, [(1 - prob) / 2, (1 + prob) / 2], axis=0)
+    return SigmaSummary(points=points, mean=S.mean(axis=0), lower=lower, upper=upper,
+                        prob=float(prob), num_draws=S.shape[0])
+
+
+@dataclass(frozen=True, repr=False)
+class FitComparison:
+    """How closely two fits agree: the report of :func:`compare_fits`.
+
+    Attributes:
+        labels: Names of the two fits (their inference methods).
+        loss_diff: Per-step loss difference ``a - b`` (None unless both fits
+            have loss traces of the same length).
+        max_rel_loss_diff: ``max_t |a_t - b_t| / |b_t|`` (None without loss traces).
+        max_abs_W_diff: ``max |W_a - W_b|`` over entries (posterior means for samples).
+        rel_W_diff: ``max_abs_W_diff / max |W_b|``.
+        grid: The grid on which the fields are compared, shape ``(G, D)``.
+        bures_wasserstein: Bures-Wasserstein distance between the two ``Sigma``
+            (posterior means for samples) at each grid point, shape ``(G,)``.
+        relative_frobenius: ``||Sigma_a - Sigma_b||_F / ||Sigma_b||_F`` per grid point.
+        loss_rtol: Tolerance on ``max_rel_loss_diff``.
+        W_rtol: Tolerance on ``rel_W_diff``.
+        sigma_rtol: Tolerance on the largest ``relative_frobenius``.
+        agree: True when every available measure is within its tolerance.
+        losses: The two loss traces (None where a fit has none), for :meth:`plot`.
+    """
+
+    labels: tuple[str, str]
+    loss_diff: np.ndarray | None
+    max_rel_loss_diff: float | None
+    max_abs_W_diff: float
+    rel_W_diff: float
+    grid: np.ndarray
+    bures_wasserstein: np.ndarray
+    relative_frobenius: np.ndarray
+    loss_rtol: float
+    W_rtol: float
+    sigma_rtol: float
+    agree: bool
+    losses: tuple[np.ndarray | None, np.ndarray | None] = (None, None)
+
+    def __repr__(self) -> str:
+        a, b = self.labels
+
+        def mark(ok: bool) -> str:
+            return "ok" if ok else "DIFFERENT"
+
+        lines = [f"FitComparison({a} vs {b}): {'AGREE' if self.agree else 'DISAGREE'}"]
+        if self.max_rel_loss_diff is None:
+            lines.append("  loss:  no common per-step loss trace (not compared)")
+        else:
+            lines.append(
+                f"  loss:  max relative per-step difference {self.max_rel_loss_diff:.3g} "
+                f"over {len(self.loss_diff)} steps (tolerance {self.loss_rtol:g}) "
+                f"{mark(self.max_rel_loss_diff <= self.loss_rtol)}"
+            )
+        lines.append(
+            f"  W:     max abs difference {self.max_abs_W_diff:.3g}, relative "
+            f"{self.rel_W_diff:.3g} (tolerance {self.W_rtol:g}) "
+            f"{mark(self.rel_W_diff <= self.W_rtol)}"
+        )
+        rf = float(np.max(self.relative_frobenius))
+        lines.append(
+            f"  Sigma on {self.grid.shape[0]} grid points: max relative Frobenius {rf:.3g} "
+            f"(tolerance {self.sigma_rtol:g}) {mark(rf <= self.sigma_rtol)}, "
+            f"Bures-Wasserstein mean {float(np.mean(self.bures_wasserstein)):.3g}, "
+            f"max {float(np.max(self.bures_wasserstein)):.3g}"
+        )
+        return "\n".join(lines)
+
+    def plot(self) -> Any:
+        """Loss traces, per-step loss difference and the field difference on the grid.
+
+        Returns:
+            A matplotlib ``Figure`` with three panels.
+        """
+        import matplotlib.pyplot as plt
+
+        fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+        ax = axes[0]
+        for trace, label in zip(self.losses, self.labels):
+            if trace is not None:
+                ax.plot(trace, label=label, alpha=0.8)
+        ax.set_xlabel("step")
+        ax.set_ylabel("loss (nats per trial)")
+        ax.set_title("loss traces")
+        if any(t is not None for t in self.losses):
+            ax.legend()
+        ax = axes[1]
+        if self.loss_diff is not None:
+            ax.semilogy(np.abs(self.loss_diff) + np.finfo(float).tiny, color="k")
+            ax.axhline(self.loss_rtol * np.min(np.abs(self.losses[1])), color="tab:red",
+                       linestyle="--", label="tolerance")
+            ax.legend()
+        else:
+            ax.text(0.5, 0.5, "no common loss trace", ha="center", va="center",
+                    transform=ax.transAxes)
+        ax.set_xlabel("step")
+        ax.set_ylabel(f"|loss {self.labels[0]} - loss {self.labels[1]}|")
+        ax.set_title("per-step loss difference")
+        ax = axes[2]
+        if self.grid.shape[1] == 2:
+            sc = ax.scatter(self.grid[:, 0], self.grid[:, 1], c=self.relative_frobenius,
+                            cmap="viridis", s=60)
+            fig.colorbar(sc, ax=ax, label="relative Frobenius difference of Sigma")
+            ax.set_aspect("equal")
+            ax.set_xlabel("stimulus dimension 1")
+            ax.set_ylabel("stimulus dimension 2")
+        else:
+            ax.hist(self.relative_frobenius, bins=30, color="0.4")
+            ax.set_xlabel("relative Frobenius difference of Sigma")
+            ax.set_ylabel("grid points")
+        ax.set_title(f"Sigma field: {'agree' if self.agree else 'disagree'}")
+        fig.tight_layout()
+        return fig
+
+
+def compare_fits(
+    a: Any,
+    b: Any,
+    *,
+    grid_size: int = 12,
+    loss_rtol: float = 1e-4,
+    W_rtol: float = 1e-3,
+    sigma_rtol: float = 1e-3,
+) -> FitComparison:
+    """Compare two fits of the same model, e.g. :func:`~psyphy_pp.fit_map` against
+    :func:`~psyphy_pp.fit_map_scratch`, through their InferenceData.
+
+    Both fits are converted with :func:`~psyphy_pp.to_arviz`. The report has
+    the per-step difference of the loss traces (``sample_stats.loss``), the
+    largest absolute and relative difference of ``W``, and the difference of
+    the ``Sigma`` fields on a ``grid_size ** D`` grid over ``[-1, 1]^D``
+    (Bures-Wasserstein distance and relative Frobenius error per point). The
+    fits *agree* when every available measure is within its tolerance. The
+    default tolerances suit two MAP loops run with the same seed and a
+    deterministic (or smooth, e.g. bandwidth 0.1) likelihood, which agree to
+    about ``1e-6`` in float32; with the default Monte Carlo bandwidth 0.01 the
+    objective is rough and float32 rounding makes the loops part after 10-20
+    steps, so they will (correctly) be reported as different.
+
+    For posterior samples the means over draws are compared. ``W`` is not
+    identifiable (a common right rotation of every ``W[i1..iD]`` leaves
+    ``Sigma`` unchanged), so its posterior mean is not meaningful: compare
+    posteriors with ``W_rtol=float("inf")`` and a ``sigma_rtol`` that allows
+    for Monte Carlo error.
+
+    Args:
+        a: First fit (a result of any fitter, or its InferenceData).
+        b: Second fit; relative differences are relative to ``b``.
+        grid_size: Grid points per axis for the field comparison.
+        loss_rtol: Tolerance on the largest relative per-step loss difference.
+        W_rtol: Tolerance on ``max |W_a - W_b| / max |W_b|``.
+        sigma_rtol: Tolerance on the largest relative Frobenius difference of ``Sigma``.
+
+    Returns:
+        A :class:`FitComparison` (readable ``repr``, ``.plot()``).
+
+    Raises:
+        ValueError: If the fits have different ``W`` shapes, or a tolerance is not positive.
+    """
+    from psyphy_pp.arviz_io import _weights_and_field, sigma_draws, to_arviz
+
+    for name, value in [("loss_rtol", loss_rtol), ("W_rtol", W_rtol), ("sigma_rtol", sigma_rtol)]:
+        if not (isinstance(value, (float, int)) and not isinstance(value, bool) and value > 0):
+            raise ValueError(f"{name} must be a positive number (inf allowed), got {value!r}")
+    check_positive("grid_size", grid_size, integer=True)
+    shape_a, shape_b = (_weights_and_field(f)[0].shape[2:] for f in (a, b))
+    if shape_a != shape_b:
+        raise ValueError(
+            f"the fits have different W shapes {shape_a} and {shape_b}; "
+            "compare fits of the same model"
+        )
+    ia, ib = to_arviz(a), to_arviz(b)
+    Wa = np.asarray(ia.posterior["W"].values, np.float64)
+    Wb = np.asarray(ib.posterior["W"].values, np.float64)
+    Wa, Wb = Wa.mean(axis=(0, 1)), Wb.mean(axis=(0, 1))
+    max_abs_W = float(np.max(np.abs(Wa - Wb)))
+    rel_W = max_abs_W / max(float(np.max(np.abs(Wb))), np.finfo(float).tiny)
+
+    def loss_of(idata: Any) -> np.ndarray | None:
+        ss = getattr(idata, "sample_stats", None)
+        if ss is None or "loss" not in ss:
+            return None
+        return np.asarray(ss["loss"].values, np.float64).reshape(-1)
+
+    la, lb = loss_of(ia), loss_of(ib)
+    if la is not None and lb is not None and la.shape == lb.shape:
+        loss_diff = la - lb
+        max_rel_loss = float(np.max(np.abs(loss_diff) / np.maximum(np.abs(lb), 1e-300)))
+    else:
+        loss_diff, max_rel_loss = None, None
+
+    from psyphy_pp.designs import grid_points
+
+    grid = grid_points(grid_size, int(ia.posterior.attrs["input_dim"]))
+    Sa = sigma_draws(ia, grid).astype(np.float64).mean(axis=(0, 1))
+    Sb = sigma_draws(ib, grid).astype(np.float64).mean(axis=(0, 1))
+    bw = bures_wasserstein(Sa, Sb)
+    rf = relative_frobenius(Sa, Sb)
+    agree = rel_W <= W_rtol and float(np.max(rf)) <= sigma_rtol
+    if max_rel_loss is not None:
+        agree = agree and max_rel_loss <= loss_rtol
+    labels = (str(ia.posterior.attrs.get("inference_method", "a")),
+              str(ib.posterior.attrs.get("inference_method", "b")))
+    if labels[0] == labels[1]:
+        labels = (labels[0] + " (a)", labels[1] + " (b)")
+    return FitComparison(
+        labels=labels, loss_diff=loss_diff, max_rel_loss_diff=max_rel_loss,
+        max_abs_W_diff=max_abs_W, rel_W_diff=rel_W, grid=grid, bures_wasserstein=bw,
+        relative_frobenius=rf, loss_rtol=float(loss_rtol), W_rtol=float(W_rtol),
+        sigma_rtol=float(sigma_rtol), agree=bool(agree), losses=(la, lb),
+    )

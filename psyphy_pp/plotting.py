@@ -1,4 +1,4 @@
-"""Matplotlib figures: covariance-ellipse fields and loss curves.
+"""Matplotlib figures: covariance and threshold ellipse fields, psychometric and loss curves.
 
 Functions draw on a given ``Axes`` (or a new figure) and return the figure;
 nothing here calls ``plt.show``. matplotlib is imported lazily.
@@ -6,7 +6,16 @@ nothing here calls ``plt.show``. matplotlib is imported lazily.
 
 from __future__ import annotations
 
-__all__ = ["plot_ellipse_field", "plot_losses", "THRESHOLD_SCALE_2D"]
+__all__ = [
+    "plot_ellipse_field",
+    "plot_losses",
+    "THRESHOLD_SCALE_2D",
+    "plot_threshold_field",
+    "plot_psychometric_curves",
+    "plot_posterior_ellipses",
+    "plot_trace",
+    "plot_rank",
+]
 
 from typing import Any, Sequence
 
@@ -89,3 +98,399 @@ def plot_losses(
     ax.set_ylabel("loss (negative log posterior per trial)")
     ax.legend()
     return ax.figure
+
+
+def _box_limits(normalization: Any, d: int) -> list[tuple[float, float]]:
+    """Axis limits of the stimulus box (model or user units), padded by 5%."""
+    if normalization is None:
+        return [(-1.1, 1.1)] * d
+    out = []
+    for lo, hi in zip(normalization.low, normalization.high):
+        pad = 0.05 * (hi - lo)
+        out.append((lo - pad, hi + pad))
+    return out
+
+
+def _axis_labels(normalization: Any, d: int) -> list[str]:
+    if normalization is None:
+        return [f"stimulus dimension {j + 1}" for j in range(d)]
+    return normalization.axis_labels()
+
+
+def _ring_path(centre: np.ndarray, dirs: np.ndarray, inner: np.ndarray, outer: np.ndarray) -> Any:
+    """A closed ring between two star-shaped polygons around ``centre``."""
+    from matplotlib.path import Path
+
+    order = np.argsort(np.arctan2(dirs[:, 1], dirs[:, 0]))
+    out_pts = centre + outer[order, None] * dirs[order]
+    in_pts = (centre + inner[order, None] * dirs[order])[::-1]
+    verts = np.concatenate([out_pts, out_pts[:1], in_pts, in_pts[:1]])
+    n_out, n_in = len(out_pts), len(in_pts)
+    codes = ([Path.MOVETO] + [Path.LINETO] * (n_out - 1) + [Path.CLOSEPOLY]
+             + [Path.MOVETO] + [Path.LINETO] * (n_in - 1) + [Path.CLOSEPOLY])
+    return Path(verts, codes)
+
+
+def plot_threshold_field(
+    thresholds: Any,
+    *,
+    truth: Any = None,
+    ax: Any = None,
+    prob: float = 0.9,
+    show_points: bool = True,
+    color: str = "k",
+    truth_color: str = "tab:red",
+    band_color: str = "tab:blue",
+    label: str | None = None,
+    truth_label: str = "truth",
+) -> Any:
+    """Threshold ellipses over the stimulus plane: fit, truth and posterior band (2D).
+
+    For a point estimate, each reference gets its fitted ellipse and (with
+    ``show_points``) its threshold points; directions where the target was not
+    reached inside the box are marked with a grey ``x`` at the box edge. For
+    posterior draws, each reference gets the ``prob`` credible band of the
+    threshold distance along every direction (a shaded ring) and the ellipse
+    through the median thresholds. The units are those of ``thresholds``
+    (see :meth:`~psyphy_pp.Thresholds.to_user`).
+
+    Args:
+        thresholds: :class:`~psyphy_pp.Thresholds` (2D), with or without sample axes.
+        truth: Optional ground-truth :class:`~psyphy_pp.Thresholds`, drawn dashed.
+        ax: Axes to draw on (a new figure if None).
+        prob: Mass of the credible band.
+        show_points: Draw the threshold points of a point estimate.
+        color: Colour of the fitted ellipses.
+        truth_color: Colour of the truth's ellipses.
+        band_color: Colour of the credible band.
+        label: Legend label of the fit (default ``"fit"`` or ``"posterior median"``).
+        truth_label: Legend label of the truth.
+
+    Returns:
+        The matplotlib ``Figure``.
+
+    Raises:
+        ValueError: If the thresholds are not 2D.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Ellipse, PathPatch
+
+    if thresholds.input_dim != 2:
+        raise ValueError(f"plot_threshold_field needs input_dim 2, got {thresholds.input_dim}")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 6))
+    posterior = bool(thresholds.sample_shape)
+    point = thresholds.median() if posterior else thresholds
+    label = label or ("posterior median" if posterior else "fit")
+
+    def draw_ellipses(th: Any, edgecolor: str, lab: str, **style: Any) -> None:
+        e = th.ellipses
+        angles = np.degrees(e.angle)
+        for i in range(e.centre.shape[0]):
+            ax.add_patch(Ellipse(e.centre[i], 2 * e.axes[i, 0], 2 * e.axes[i, 1], angle=angles[i],
+                                 facecolor="none", edgecolor=edgecolor,
+                                 label=lab if i == 0 else None, **style))
+
+    if posterior:
+        lo, _, hi = thresholds.band(prob)
+        for i in range(thresholds.refs.shape[0]):
+            path = _ring_path(thresholds.refs[i], thresholds.directions, lo[i], hi[i])
+            ax.add_patch(PathPatch(path, facecolor=band_color, edgecolor="none", alpha=0.35,
+                                   label=f"{prob:.0%} credible band" if i == 0 else None))
+    draw_ellipses(point, color, label, linewidth=1.2)
+    if show_points and not posterior:
+        pts = point.points.reshape(-1, 2)
+        reached = point.reached.reshape(-1)
+        ax.plot(pts[reached, 0], pts[reached, 1], ".", color=color, markersize=3)
+        if (~reached).any():
+            ax.plot(pts[~reached, 0], pts[~reached, 1], "x", color="0.5", markersize=4,
+                    label="target not reached in the box")
+    if truth is not None:
+        truth_point = truth.median() if truth.sample_shape else truth
+        draw_ellipses(truth_point, truth_color, truth_label, linestyle="--", linewidth=1.2)
+    ax.plot(thresholds.refs[:, 0], thresholds.refs[:, 1], "+", color="0.3", markersize=5)
+    (x0, x1), (y0, y1) = _box_limits(thresholds.normalization, 2)
+    ax.set_xlim(x0, x1)
+    ax.set_ylim(y0, y1)
+    if thresholds.normalization is None:
+        ax.set_aspect("equal")
+    xl, yl = _axis_labels(thresholds.normalization, 2)
+    ax.set_xlabel(xl)
+    ax.set_ylabel(yl)
+    ax.set_title(f"thresholds at P(correct) = {thresholds.target:.3g}")
+    ax.legend(loc="upper right", fontsize="small")
+    return ax.figure
+
+
+def plot_psychometric_curves(
+    model: WPPM,
+    params: Params,
+    refs: ArrayLike,
+    directions: ArrayLike,
+    *,
+    distances: ArrayLike | None = None,
+    target: float = 2.0 / 3.0,
+    normalization: Any = None,
+    prob: float = 0.9,
+    task: Any = None,
+    axes: Any = None,
+) -> Any:
+    """Psychometric functions: P(correct) against distance along chosen directions.
+
+    One panel per reference, one curve per direction; for posterior draws
+    (``params["W"]`` with leading sample axes) the curve is the median and the
+    shaded area the ``prob`` credible band. A dashed line marks the target; a
+    curve crosses it at the threshold. Each curve stops where the comparison
+    would leave the stimulus box.
+
+    Args:
+        model: The model.
+        params: ``{"W": W}``, optionally with leading sample axes.
+        refs: References in model units, shape ``(R, D)``.
+        directions: Directions in model units, shape ``(K, D)``.
+        distances: Distances in model units, shape ``(G,)`` (default: 61 points
+            up to about twice the largest isotropic threshold at ``refs``).
+        target: The threshold criterion to mark.
+        normalization: Show distances in the user's units of this
+            :class:`~psyphy_pp.Normalization` (distance ``s |diag(scale) e|``).
+        prob: Mass of the credible band.
+        task: Deterministic likelihood (default:
+            :func:`~psyphy_pp.thresholds.threshold_task` of the model's).
+        axes: A sequence of ``R`` axes to draw on (a new figure if None).
+
+    Returns:
+        The matplotlib ``Figure``.
+    """
+    import matplotlib.pyplot as plt
+
+    from psyphy_pp.thresholds import _box_distances, _split_params, psychometric_curves
+
+    refs = np.asarray(refs, np.float64)
+    dirs = np.asarray(directions, np.float64)
+    dirs = dirs / np.linalg.norm(dirs, axis=1, keepdims=True)
+    W, sample_shape = _split_params(model, params)
+    if distances is None:
+        W0 = W.reshape((-1,) + model.weights_shape)[0]
+        S = np.asarray(model.covariance({"W": W0}, refs), np.float64)
+        sigma = np.sqrt(np.max(np.linalg.eigvalsh(S)))
+        distances = np.linspace(0.0, min(2.0, 2.0 * THRESHOLD_SCALE_2D * sigma), 61)
+    s = np.asarray(distances, np.float64)
+    p = psychometric_curves(model, params, refs, dirs, s, task=task)  # (*S, R, K, G)
+    if sample_shape:
+        axes_s = tuple(range(len(sample_shape)))
+        lo, med, hi = np.quantile(p, [(1 - prob) / 2, 0.5, (1 + prob) / 2], axis=axes_s)
+    else:
+        lo = med = hi = p
+    if axes is None:
+        _, axes = plt.subplots(1, len(refs), figsize=(4 * len(refs), 3.6), squeeze=False,
+                               sharey=True)
+        axes = axes[0]
+    inside = s <= _box_distances(refs, dirs)[..., None] + 1e-12  # (R, K, G)
+    scale = np.ones(dirs.shape[1]) if normalization is None else normalization.scale
+    stretch = np.linalg.norm(dirs * scale, axis=1)
+    units = "model units" if normalization is None else "user units"
+    ref_shown = refs if normalization is None else normalization.to_user(refs)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, ax in enumerate(axes):
+        for k in range(dirs.shape[0]):
+            c = colors[k % len(colors)]
+            x = s * stretch[k]
+            if dirs.shape[1] == 2:
+                name = f"{np.degrees(np.arctan2(dirs[k, 1], dirs[k, 0])):.0f}°"
+            else:
+                name = "(" + ", ".join(f"{v:.2f}" for v in dirs[k]) + ")"
+            keep = inside[i, k]  # stop where the comparison leaves the box
+            ax.plot(x[keep], med[i, k][keep], color=c, label=f"direction {name}")
+            if sample_shape:
+                ax.fill_between(x[keep], lo[i, k][keep], hi[i, k][keep], color=c, alpha=0.25,
+                                linewidth=0)
+        ax.axhline(target, color="0.4", linestyle="--", linewidth=1)
+        ax.axhline(1.0 / 3.0, color="0.7", linestyle=":", linewidth=1)
+        ax.set_ylim(0.0, 1.02)
+        ax.set_xlabel(f"distance from the reference ({units})")
+        ax.set_title("reference (" + ", ".join(f"{v:.3g}" for v in ref_shown[i]) + ")")
+    axes[0].set_ylabel("P(correct)")
+    axes[0].legend(fontsize="small", loc="lower right")
+    return axes[0].figure
+
+
+def plot_posterior_ellipses(
+    fit: Any,
+    points: ArrayLike | None = None,
+    *,
+    prob: float = 0.9,
+    truth: Params | None = None,
+    ax: Any = None,
+    scale: float = THRESHOLD_SCALE_2D,
+    num_directions: int = 90,
+    color: str = "k",
+    band_color: str = "tab:blue",
+    truth_color: str = "tab:red",
+) -> Any:
+    """Ellipses of the posterior-mean ``Sigma(x)`` with posterior ellipse bands (2D).
+
+    Along every direction ``e`` from a point ``x``, the ellipse of ``Sigma``
+    reaches ``scale / sqrt(e^T Sigma^-1 e)``. The shaded ring spans the
+    equal-tailed ``prob`` credible interval of that radius over the posterior
+    draws, direction by direction; the solid curve is the ellipse of the
+    posterior mean of ``Sigma``. With the default ``scale`` the ellipses
+    approximate the 2/3-correct oddity thresholds. A MAP fit (one draw) gives
+    a ring of zero width.
+
+    Args:
+        fit: A :class:`~psyphy_pp.NutsResult`, a :class:`~psyphy_pp.MapResult`
+            or an InferenceData from :func:`~psyphy_pp.to_arviz` (2D model).
+        points: Centres, shape ``(P, 2)``; default: the data's reference points.
+        prob: Mass of the band.
+        truth: Optional ground-truth ``{"W": W}``, drawn dashed.
+        ax: Axes to draw on (a new figure if None).
+        scale: Ellipse radius in units of the noise standard deviation.
+        num_directions: Directions per ellipse.
+        color: Colour of the posterior-mean ellipses.
+        band_color: Colour of the credible band.
+        truth_color: Colour of the truth's ellipses.
+
+    Returns:
+        The matplotlib ``Figure``.
+
+    Raises:
+        ValueError: If the model is not 2D.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import PathPatch
+
+    from psyphy_pp import field as _field
+    from psyphy_pp.arviz_io import _weights_and_field, sigma_draws
+
+    _, diag_term, input_dim, ref_points = _weights_and_field(fit)
+    if input_dim != 2:
+        raise ValueError(f"plot_posterior_ellipses needs input_dim == 2, got {input_dim}")
+    points = ref_points if points is None else np.asarray(points, np.float64)
+    S = sigma_draws(fit, points).astype(np.float64)
+    S = S.reshape((-1,) + S.shape[2:])  # (draws, P, 2, 2)
+    t = np.linspace(0.0, 2 * np.pi, num_directions, endpoint=False)
+    dirs = np.stack([np.cos(t), np.sin(t)], axis=-1)  # (K, 2)
+
+    def radii(sig: np.ndarray) -> np.ndarray:  # (..., 2, 2) -> (..., K)
+        q = np.einsum("kd,...de,ke->...k", dirs, np.linalg.inv(sig), dirs)
+        return scale / np.sqrt(q)
+
+    r = radii(S)  # (draws, P, K)
+    lo, hi = np.quantile(r, [(1 - prob) / 2, (1 + prob) / 2], axis=0)
+    r_mean = radii(S.mean(axis=0))
+    r_truth = None
+    if truth is not None:
+        T = _field.covariance(np.asarray(truth["W"]), points, diag_term)
+        r_truth = radii(np.asarray(T, np.float64))
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 6))
+    closed = np.concatenate([dirs, dirs[:1]])
+    for i, p in enumerate(points):
+        ax.add_patch(PathPatch(_ring_path(p, dirs, lo[i], hi[i]), facecolor=band_color,
+                               edgecolor="none", alpha=0.35,
+                               label=f"{prob:.0%} posterior band" if i == 0 else None))
+        curve = p + np.concatenate([r_mean[i], r_mean[i, :1]])[:, None] * closed
+        ax.plot(curve[:, 0], curve[:, 1], color=color, linewidth=1.0,
+                label="posterior mean of Sigma" if i == 0 else None)
+        if r_truth is not None:
+            curve = p + np.concatenate([r_truth[i], r_truth[i, :1]])[:, None] * closed
+            ax.plot(curve[:, 0], curve[:, 1], color=truth_color, linestyle="--",
+                    linewidth=1.0, label="truth" if i == 0 else None)
+    ax.set_xlim(-1.1, 1.1)
+    ax.set_ylim(-1.1, 1.1)
+    ax.set_aspect("equal")
+    ax.set_xlabel("stimulus dimension 1")
+    ax.set_ylabel("stimulus dimension 2")
+    ax.legend(loc="upper right", fontsize="small")
+    return ax.figure
+
+
+def _entries_dataset(fit: Any, var_name: str, num_entries: int, entries: Any) -> Any:
+    """A Dataset with a handful of scalar entries of ``var_name`` along a dim ``entry``."""
+    import xarray as xr
+
+    from psyphy_pp.arviz_io import to_arviz
+
+    idata = to_arviz(fit)
+    if var_name not in idata.posterior:
+        raise ValueError(
+            f"var_name must be one of {list(idata.posterior.data_vars)}, got {var_name!r}"
+        )
+    da = idata.posterior[var_name]
+    shape = da.shape[2:]
+    if entries is None:
+        idx = list(np.ndindex(*shape))
+        if var_name == "Sigma":  # Sigma is symmetric: skip the lower triangle
+            idx = [i for i in idx if i[-2] <= i[-1]]
+        else:  # lowest total basis degree first: the best-determined weights
+            idx.sort(key=lambda i: (sum(i[:-2]), i))
+        entries = idx[:num_entries]
+    entries = [tuple(int(v) for v in e) for e in entries]
+    for e in entries:
+        if len(e) != len(shape) or any(not 0 <= v < n for v, n in zip(e, shape)):
+            raise ValueError(f"entry {e} is not an index of {var_name} with shape {shape}")
+    values = np.stack([da.values[(slice(None), slice(None)) + e] for e in entries], axis=-1)
+    labels = [f"{var_name}[{','.join(map(str, e))}]" for e in entries]
+    return xr.Dataset(
+        {var_name: (("chain", "draw", "entry"), values)},
+        coords={"chain": da["chain"].values, "draw": da["draw"].values, "entry": labels},
+    )
+
+
+def plot_trace(
+    fit: Any, *, var_name: str = "W", num_entries: int = 4, entries: Any = None
+) -> Any:
+    """ArviZ trace plot (density and draws by chain) of a handful of entries.
+
+    ``W`` is not identifiable: a common right rotation of every ``W[i1..iD]``
+    changes neither likelihood nor prior, so chains may wander along those
+    rotations and raw ``W`` traces can look unconverged while ``Sigma`` is
+    fine. Use ``var_name="Sigma"`` (the reference points' covariances) to
+    judge convergence.
+
+    Args:
+        fit: A :class:`~psyphy_pp.NutsResult` or its InferenceData.
+        var_name: ``"W"`` or ``"Sigma"``.
+        num_entries: How many entries (the lowest-degree ``W`` entries, or the
+            first upper-triangle ``Sigma`` entries) when ``entries`` is None.
+        entries: Explicit index tuples into the variable (without chain, draw).
+
+    Returns:
+        The matplotlib ``Figure``.
+    """
+    from psyphy_pp.arviz_io import _import_arviz
+
+    az = _import_arviz()
+    ds = _entries_dataset(fit, var_name, num_entries, entries)
+    axes = az.plot_trace(ds, var_names=[var_name], compact=False)
+    fig = np.asarray(axes).ravel()[0].figure
+    fig.tight_layout()
+    return fig
+
+
+def plot_rank(
+    fit: Any, *, var_name: str = "W", num_entries: int = 4, entries: Any = None
+) -> Any:
+    """ArviZ rank plots (rank histograms by chain) of a handful of entries.
+
+    Well-mixed chains give flat, overlapping rank histograms. As for
+    :func:`plot_trace`, ``W`` is not identifiable; prefer ``var_name="Sigma"``
+    to judge convergence.
+
+    Args:
+        fit: A :class:`~psyphy_pp.NutsResult` or its InferenceData.
+        var_name: ``"W"`` or ``"Sigma"``.
+        num_entries: How many entries when ``entries`` is None.
+        entries: Explicit index tuples into the variable (without chain, draw).
+
+    Returns:
+        The matplotlib ``Figure``.
+    """
+    from psyphy_pp.arviz_io import _import_arviz
+
+    az = _import_arviz()
+    ds = _entries_dataset(fit, var_name, num_entries, entries)
+    axes = az.plot_rank(ds, var_names=[var_name])
+    fig = np.asarray(axes).ravel()[0].figure
+    fig.tight_layout()
+    return fig

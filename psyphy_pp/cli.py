@@ -1,0 +1,468 @@
+"""The ``psyphy-pp`` command line: from a CSV file of trials to threshold plots.
+
+Subcommands (``psyphy-pp <command> --help`` lists every option):
+
+* ``simulate OUT.csv``: simulate an observer from a ground truth drawn from the
+  prior; writes the trials (CSV) and the truth (a fit file, ``OUT_truth.npz``).
+* ``fit DATA.csv``: fit the WPPM by MAP (or MAP then NUTS with
+  ``--method nuts``); writes ``fit.npz`` (reopen with :func:`~psyphy_pp.load_fit`),
+  ``params.npz``, ``summary.txt`` and, when :func:`~psyphy_pp.to_arviz` is
+  available, ``inference.nc`` (ArviZ netCDF) into the output directory.
+* ``thresholds FIT.npz``: threshold ellipses at the reference points (CSV, one
+  row per reference, in the data's units; ``--points`` also writes one row per
+  direction).
+* ``plot FIT.npz``: PNG figures: the threshold field (with ``--truth``, the
+  truth's too), psychometric curves and the loss curve.
+
+From a CSV file to a threshold plot::
+
+    psyphy-pp fit trials.csv --out fit
+    psyphy-pp thresholds fit/fit.npz
+    psyphy-pp plot fit/fit.npz
+
+Stimuli outside ``[-1, 1]`` need their box: ``--low``/``--high`` (one value per
+dimension), or a ``# psyphy_pp normalization:`` line in the CSV
+(see :mod:`psyphy_pp.data`). Bad input ends with exit code 1 and a one-line
+reason on stderr (2 for command-line usage errors).
+"""
+
+from __future__ import annotations
+
+__all__ = ["main", "build_parser"]
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+PROG = "psyphy-pp"
+
+
+class _UsageExit(Exception):
+    def __init__(self, code: int):
+        self.code = code
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` that reports errors in one line and does not exit."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        raise _UsageExit(2)
+
+    def exit(self, status: int = 0, message: str | None = None) -> None:  # type: ignore[override]
+        if message:
+            sys.stderr.write(message)
+        raise _UsageExit(status)
+
+
+def _add_box(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("stimulus units (affine map of a box to [-1, 1]^D)")
+    g.add_argument("--low", type=float, nargs="+", metavar="X",
+                   help="lower bound of each stimulus dimension in your units")
+    g.add_argument("--high", type=float, nargs="+", metavar="X",
+                   help="upper bound of each stimulus dimension in your units")
+    g.add_argument("--names", nargs="+", metavar="NAME", help="names of the dimensions (axis labels)")
+
+
+def _add_model(p: argparse.ArgumentParser, *, diag_term: float) -> None:
+    g = p.add_argument_group("model (DESIGN.md section 1)")
+    g.add_argument("--basis-degree", type=int, default=4, help="Chebyshev degree K (default 4)")
+    g.add_argument("--extra-dims", type=int, default=1, help="extra columns E of U(x) (default 1)")
+    g.add_argument("--variance-scale", type=float, default=4e-3, help="prior variance scale (default 4e-3)")
+    g.add_argument("--decay-rate", type=float, default=0.4, help="prior decay rate (default 0.4)")
+    g.add_argument("--diag-term", type=float, default=diag_term,
+                   help=f"diagonal floor of Sigma(x) (default {diag_term:g})")
+    g.add_argument("--likelihood", choices=("auto", "quadrature", "mc"), default="auto",
+                   help="P(correct) by quadrature (2D only) or Monte Carlo; auto = quadrature "
+                        "in 2D, Monte Carlo otherwise")
+    g.add_argument("--mc-samples", type=int, default=500, help="Monte Carlo samples per trial (default 500)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``psyphy-pp`` (with its four subcommands)."""
+    parser = _Parser(prog=PROG, description="Fit the Wishart Process Psychophysical Model to "
+                     "oddity-task trials and report discrimination thresholds.",
+                     epilog="From a CSV file to a threshold plot: psyphy-pp fit trials.csv --out fit; "
+                            "psyphy-pp thresholds fit/fit.npz; psyphy-pp plot fit/fit.npz")
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    p = sub.add_parser("simulate", help="write a synthetic data set (CSV) and its ground truth",
+                       description="Simulate an observer whose noise field is drawn from the "
+                       "prior; write the trials as CSV and the truth as a fit file.")
+    p.add_argument("out", type=Path, help="CSV file to write")
+    p.add_argument("--truth-out", type=Path, help="fit file of the ground truth "
+                   "(default: OUT with _truth.npz)")
+    p.add_argument("--input-dim", type=int, default=2, help="stimulus dimension D (default 2)")
+    p.add_argument("--grid-size", type=int, default=5, help="reference grid points per axis (default 5)")
+    p.add_argument("--trials-per-ref", type=int, default=100, help="trials per reference (default 100)")
+    p.add_argument("--radius", type=float, default=2.8,
+                   help="comparison distance in noise standard deviations of the truth (default 2.8)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    _add_model(p, diag_term=1e-9)
+    _add_box(p)
+
+    p = sub.add_parser("fit", help="fit the model to a CSV file (MAP, or MAP then NUTS)",
+                       description="Fit the WPPM to trials in a CSV file (columns ref_0.., comp_0.., "
+                       "response; see psyphy_pp.data). Writes fit.npz, params.npz, summary.txt "
+                       "and an ArviZ netCDF file into --out.")
+    p.add_argument("data", type=Path, help="CSV file of trials")
+    p.add_argument("--out", type=Path, help="output directory (default: DATA without .csv, + _fit)")
+    p.add_argument("--method", choices=("map", "nuts"), default="map",
+                   help="map: MAP by SVI; nuts: MAP, then NUTS started from it (default map)")
+    p.add_argument("--num-steps", type=int, default=2000, help="MAP optimiser steps (default 2000)")
+    p.add_argument("--learning-rate", type=float, default=1e-4,
+                   help="SGD learning rate (per-trial objective; default 1e-4)")
+    p.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default 0.9)")
+    p.add_argument("--num-warmup", type=int, default=500, help="NUTS warmup per chain (default 500)")
+    p.add_argument("--num-draws", type=int, default=500, help="NUTS draws per chain (default 500)")
+    p.add_argument("--num-chains", type=int, default=2, help="NUTS chains (default 2)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    _add_model(p, diag_term=1e-4)
+    _add_box(p)
+
+    p = sub.add_parser("thresholds", help="threshold ellipses of a fit (CSV)",
+                       description="Compute discrimination thresholds (P(correct) = target) along "
+                       "directions around reference points, fit an ellipse per reference and "
+                       "write them as CSV, in the data's units. References: the data's distinct "
+                       "reference points when there are at most 100, else a grid (--grid-size).")
+    p.add_argument("fit", type=Path, help="fit file written by psyphy-pp fit")
+    _add_threshold_options(p)
+    p.add_argument("--out", type=Path, help="CSV file to write (default: thresholds.csv next to FIT)")
+    p.add_argument("--points", type=Path, help="also write one row per (reference, direction) here")
+
+    p = sub.add_parser("plot", help="PNG figures of a fit",
+                       description="Draw the threshold-ellipse field (2D), psychometric curves "
+                       "and the loss curve of a fit as PNG files.")
+    p.add_argument("fit", type=Path, help="fit file written by psyphy-pp fit")
+    p.add_argument("--truth", type=Path, help="ground-truth fit file (from psyphy-pp simulate) to overlay")
+    _add_threshold_options(p)
+    p.add_argument("--out", type=Path, help="directory for the PNG files (default: next to FIT)")
+    p.add_argument("--dpi", type=int, default=120, help="resolution (default 120)")
+    return parser
+
+
+def _add_threshold_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--num-directions", type=int, default=16, help="directions per reference (default 16)")
+    p.add_argument("--target", type=float, default=2.0 / 3.0, help="P(correct) at threshold (default 2/3)")
+    p.add_argument("--grid-size", type=int,
+                   help="use a grid of this many points per axis on [-0.8, 0.8]^D as references")
+    p.add_argument("--prob", type=float, default=0.9, help="credible band mass for posterior fits (default 0.9)")
+    p.add_argument("--max-draws", type=int, default=200,
+                   help="posterior draws used for bands, thinned evenly (default 200)")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def _normalization(args: argparse.Namespace) -> Any:
+    from psyphy_pp.data import Normalization
+
+    if args.low is None and args.high is None:
+        if args.names:
+            raise ValueError("--names needs --low and --high")
+        return None
+    if args.low is None or args.high is None:
+        raise ValueError("--low and --high must be given together")
+    return Normalization(args.low, args.high, args.names)
+
+
+def _model(args: argparse.Namespace, input_dim: int) -> Any:
+    from psyphy_pp.likelihood import Oddity
+    from psyphy_pp.model import WPPM
+
+    method = args.likelihood
+    if method == "auto":
+        method = "quadrature" if input_dim == 2 else "mc"
+    if method == "quadrature" and input_dim != 2:
+        raise ValueError(f"--likelihood quadrature needs 2D data, got input_dim {input_dim}")
+    task = Oddity(method=method, num_samples=args.mc_samples)
+    return WPPM(input_dim=input_dim, basis_degree=args.basis_degree, extra_dims=args.extra_dims,
+                variance_scale=args.variance_scale, decay_rate=args.decay_rate,
+                diag_term=args.diag_term, task=task)
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    import jax
+
+    from psyphy_pp import designs
+    from psyphy_pp.data import TrialData
+    from psyphy_pp.fitio import SavedFit, save_fit
+    from psyphy_pp.likelihood import Oddity
+    from psyphy_pp.simulate import simulate
+
+    norm = _normalization(args)
+    if norm is not None and norm.input_dim != args.input_dim:
+        raise ValueError(f"--low/--high must have {args.input_dim} values (--input-dim), "
+                         f"got {norm.input_dim}")
+    model = _model(args, args.input_dim)
+    if model.task.method == "mc":  # fresh noise is right for simulating an observer
+        model = _replace(model, task=Oddity(method="mc", num_samples=max(2000, args.mc_samples)))
+    key = jax.random.PRNGKey(args.seed)
+    k_truth, k_design, k_resp = jax.random.split(key, 3)
+    truth = model.sample_prior(k_truth)
+    refs, comps = designs.grid_design(model, truth, grid_size=args.grid_size,
+                                      trials_per_ref=args.trials_per_ref,
+                                      mahalanobis_radius=args.radius, key=k_design)
+    data = simulate(model, truth, refs, comps, key=k_resp)
+    if norm is not None:  # round through the user's units, so the CSV is the data
+        data = TrialData.from_user_units(norm.to_user_exact(data.refs),
+                                         norm.to_user_exact(data.comparisons),
+                                         data.responses, norm)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    data.to_csv(args.out)
+    truth_path = args.truth_out or args.out.with_name(args.out.stem + "_truth.npz")
+    save_fit(truth_path, SavedFit(model, truth, method="truth", normalization=norm,
+                                  settings={"seed": args.seed}), include_data=False)
+    print(f"wrote {data.num_trials} trials ({data.responses.mean():.1%} correct) to {args.out}")
+    print(f"wrote the ground truth to {truth_path}")
+    return 0
+
+
+def _replace(obj: Any, **changes: Any) -> Any:
+    import dataclasses
+
+    return dataclasses.replace(obj, **changes)
+
+
+def _cmd_fit(args: argparse.Namespace) -> int:
+    import psyphy_pp as pp
+    from psyphy_pp.data import TrialData
+    from psyphy_pp.fitio import SavedFit, save_fit
+
+    data = TrialData.from_csv(args.data, normalization=_normalization(args))
+    model = _model(args, data.input_dim)
+    out = args.out or args.data.with_name(args.data.stem + "_fit")
+    if args.method == "nuts" and not hasattr(pp, "fit_nuts"):
+        raise ValueError("--method nuts needs psyphy_pp.fit_nuts, which this installation lacks")
+    progress = not args.no_progress
+    t0 = time.perf_counter()
+    fit = pp.fit_map(model, data, num_steps=args.num_steps, learning_rate=args.learning_rate,
+                     momentum=args.momentum, seed=args.seed, progress_bar=progress)
+    t_map = time.perf_counter() - t0
+    result: Any = fit
+    if args.method == "nuts":
+        result = pp.fit_nuts(model, data, num_warmup=args.num_warmup, num_samples=args.num_draws,
+                             num_chains=args.num_chains, seed=args.seed, init_params=fit.params,
+                             progress_bar=progress)
+    wall = time.perf_counter() - t0
+    out.mkdir(parents=True, exist_ok=True)
+    saved = SavedFit.from_result(result)
+    if saved.kind == "posterior" and saved.losses is None:
+        saved = _replace(saved, losses=fit.losses)
+    fit_path = out / "fit.npz"
+    save_fit(fit_path, saved)
+    np.savez(out / "params.npz", W=np.asarray(saved.params["W"]))
+    written = [fit_path, out / "params.npz"]
+    notes = []
+    to_arviz = getattr(pp, "to_arviz", None)
+    if to_arviz is None:
+        notes.append("no ArviZ file: this psyphy_pp has no to_arviz")
+    else:
+        try:
+            to_arviz(result).to_netcdf(str(out / "inference.nc"))
+            written.append(out / "inference.nc")
+        except Exception as err:  # report, do not hide: the fit itself is saved
+            notes.append(f"no ArviZ file: {type(err).__name__}: {_one_line(err)}")
+    text = _summary(args, data, saved, result, t_map, wall, written + [out / "summary.txt"], notes)
+    (out / "summary.txt").write_text(text + "\n", encoding="utf-8")
+    print(text)
+    return 0
+
+
+def _summary(args: argparse.Namespace, data: Any, saved: Any, result: Any, t_map: float,
+             wall: float, written: Sequence[Path], notes: Sequence[str]) -> str:
+    m = saved.model
+    norm = data.normalization
+    lines = [
+        f"psyphy_pp {saved.library_version} fit of {args.data}",
+        f"data: {data.num_trials} trials, input_dim {data.input_dim}, "
+        f"{len(data.unique_refs())} distinct references, {data.responses.mean():.1%} correct",
+        "units: " + ("model units [-1, 1]" if norm is None else
+                     f"box low={list(norm.low)} high={list(norm.high)} mapped to [-1, 1]"),
+        f"model: basis_degree {m.basis_degree}, extra_dims {m.extra_dims}, variance_scale "
+        f"{m.variance_scale:g}, decay_rate {m.decay_rate:g}, diag_term {m.diag_term:g}, "
+        f"task {m.task!r}",
+        f"MAP (SVI, SGD lr {args.learning_rate:g}, momentum {args.momentum:g}): {args.num_steps} "
+        f"steps in {t_map:.1f} s, loss {saved.losses[0]:.5g} -> {saved.losses[-1]:.5g} nats per trial",
+    ]
+    if saved.kind == "posterior":
+        stats = getattr(result, "sample_stats", {}) or {}
+        div = int(np.sum(stats.get("diverging", 0)))
+        chains, draws = saved.sample_shape
+        lines.append(f"NUTS: {chains} chains x {draws} draws (warmup {args.num_warmup}), "
+                     f"{div} divergences, task {result.model.task!r}")
+    lines.append(f"wall time: {wall:.1f} s")
+    lines += [f"note: {n}" for n in notes]
+    lines.append("wrote: " + ", ".join(str(p) for p in written))
+    return "\n".join(lines)
+
+
+def _reference_points(saved: Any, grid_size: int | None) -> np.ndarray:
+    from psyphy_pp.designs import grid_points
+
+    d = saved.model.input_dim
+    if grid_size is None and saved.data is not None:
+        refs = saved.data.unique_refs()
+        if len(refs) <= 100:
+            return refs
+    return grid_points(grid_size or 5, d, -0.8, 0.8)
+
+
+def _thin(saved: Any, max_draws: int) -> dict:
+    W = np.asarray(saved.params["W"])
+    if saved.kind != "posterior":
+        return {"W": W}
+    if max_draws < 1:
+        raise ValueError(f"--max-draws must be at least 1, got {max_draws}")
+    flat = W.reshape((-1,) + saved.model.weights_shape)
+    idx = np.unique(np.linspace(0, len(flat) - 1, min(max_draws, len(flat))).round().astype(int))
+    return {"W": flat[idx]}
+
+
+def _compute_thresholds(saved: Any, args: argparse.Namespace, refs: np.ndarray | None = None,
+                        normalization: Any = None) -> tuple[Any, Any]:
+    """Thresholds of a fit in model units and in the data's units."""
+    from psyphy_pp.thresholds import thresholds
+
+    refs = _reference_points(saved, args.grid_size) if refs is None else refs
+    th = thresholds(saved.model, _thin(saved, args.max_draws), refs,
+                    num_directions=args.num_directions, target=args.target,
+                    progress_bar=not args.no_progress)
+    return th, th.to_user(normalization or saved.normalization)
+
+
+def _cmd_thresholds(args: argparse.Namespace) -> int:
+    from psyphy_pp.fitio import load_fit
+
+    saved = load_fit(args.fit)
+    _, th = _compute_thresholds(saved, args)
+    out = args.out or args.fit.with_name("thresholds.csv")
+    th.to_csv(out, prob=args.prob)
+    if args.points:
+        th.to_csv(args.points, points=True, prob=args.prob)
+    n_ref, n_dir = th.refs.shape[0], th.directions.shape[0]
+    frac = th.fraction_reached().mean()
+    print(f"thresholds at P(correct) = {args.target:.4g} for {n_ref} references x {n_dir} "
+          f"directions ({frac:.0%} reached inside the box) written to {out}"
+          + (f" and {args.points}" if args.points else ""))
+    return 0
+
+
+def _cmd_plot(args: argparse.Namespace) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from psyphy_pp.fitio import load_fit
+    from psyphy_pp.plotting import plot_losses, plot_psychometric_curves, plot_threshold_field
+
+    saved = load_fit(args.fit)
+    truth = load_fit(args.truth) if args.truth else None
+    if truth is not None and truth.model.input_dim != saved.model.input_dim:
+        raise ValueError(f"--truth has input_dim {truth.model.input_dim}, the fit "
+                         f"{saved.model.input_dim}")
+    if truth is not None and _box(truth.normalization) != _box(saved.normalization):
+        raise ValueError("--truth and the fit use different stimulus units (normalizations)")
+    out = args.out or args.fit.parent
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    d = saved.model.input_dim
+    th_model, th = _compute_thresholds(saved, args)
+    if d == 2:
+        fig, ax = plt.subplots(figsize=(7, 7))
+        truth_th = None
+        if truth is not None:
+            _, truth_th = _compute_thresholds(truth, args, refs=th_model.refs,
+                                              normalization=saved.normalization)
+        plot_threshold_field(th, truth=truth_th, ax=ax, prob=args.prob)
+        written.append(_save(fig, out / "thresholds.png", args.dpi))
+    else:
+        print(f"note: the threshold-field plot is 2D only (input_dim {d}); see psyphy-pp thresholds")
+    refs = _panel_refs(th_model.refs)
+    dirs = np.eye(d)
+    if d == 2:  # 0, 45, 90 and 135 degrees
+        t = np.radians([0.0, 45.0, 90.0, 135.0])
+        dirs = np.stack([np.cos(t), np.sin(t)], axis=1)
+    fig = plot_psychometric_curves(saved.model, _thin(saved, min(args.max_draws, 100)), refs, dirs,
+                                   target=args.target, normalization=saved.normalization,
+                                   prob=args.prob)
+    written.append(_save(fig, out / "psychometric.png", args.dpi))
+    if saved.losses is not None:
+        fig = plot_losses([saved], labels=[f"MAP ({saved.method})"])
+        written.append(_save(fig, out / "losses.png", args.dpi))
+    plt.close("all")
+    print("wrote " + ", ".join(str(p) for p in written))
+    return 0
+
+
+def _box(norm: Any) -> tuple | None:
+    return None if norm is None else (norm.low, norm.high)
+
+
+def _panel_refs(refs: np.ndarray) -> np.ndarray:
+    """Up to three references for the psychometric panel: those nearest 0, -0.5 and +0.5."""
+    d = refs.shape[1]
+    chosen: list[int] = []
+    for c in (0.0, -0.5, 0.5):
+        i = int(np.argmin(np.linalg.norm(refs - c * np.ones(d), axis=1)))
+        if i not in chosen:
+            chosen.append(i)
+    return refs[chosen]
+
+
+def _save(fig: Any, path: Path, dpi: int) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    return path
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split())
+    return text or type(err).__name__
+
+
+_COMMANDS = {"simulate": _cmd_simulate, "fit": _cmd_fit, "thresholds": _cmd_thresholds,
+             "plot": _cmd_plot}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``psyphy-pp`` with ``argv`` (default: ``sys.argv[1:]``); return the exit code.
+
+    Exit codes: 0 on success, 1 on bad input or a failed fit (with a one-line
+    reason on stderr), 2 on command-line usage errors.
+    """
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except _UsageExit as stop:
+        return stop.code
+    if args.version:
+        import psyphy_pp
+
+        print(f"{PROG} {psyphy_pp.__version__}")
+        return 0
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return _COMMANDS[args.command](args)
+    except (ValueError, OSError, FloatingPointError, ImportError, KeyError, RuntimeError) as err:
+        reason = _one_line(err)
+        if isinstance(err, (RuntimeError, KeyError)):
+            reason = f"{type(err).__name__}: {reason}"
+        if isinstance(err, OSError) and getattr(err, "filename", None) and err.strerror:
+            reason = f"{err.strerror}: {err.filename}"
+        sys.stderr.write(f"{PROG} {args.command}: error: {reason}\n")
+        return 1
+    except KeyboardInterrupt:
+        sys.stderr.write(f"{PROG} {args.command}: interrupted\n")
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

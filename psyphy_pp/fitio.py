@@ -1,0 +1,311 @@
+"""Save a fit to one file and open it again later, in another session.
+
+A fit file is a NumPy ``.npz`` archive (read without pickles) holding:
+
+* ``W``: the weights, ``model.weights_shape`` for a point estimate (MAP, a
+  ground truth) or ``(chains, draws) + weights_shape`` for posterior draws (NUTS);
+* ``losses``: the optimiser's loss trace, when there is one;
+* ``refs``, ``comparisons``, ``responses`` (and ``meta:<name>`` columns): the
+  trials, in model units, unless saved with ``include_data=False``;
+* ``header``: a JSON document with the file format and its version, the
+  psyphy_pp version that wrote it, the kind of fit, the model's settings
+  (including the likelihood task), the normalisation from the user's units, and
+  the fit settings.
+
+:func:`load_fit` refuses files of another format version with an
+:class:`IncompatibleFitError` that names both versions.
+"""
+
+from __future__ import annotations
+
+__all__ = ["FIT_FORMAT", "FIT_FORMAT_VERSION", "IncompatibleFitError", "SavedFit", "load_fit", "save_fit"]
+
+import dataclasses
+import json
+import numbers
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from psyphy_pp._typing import Params
+from psyphy_pp.data import Normalization, TrialData
+from psyphy_pp.likelihood import Oddity
+from psyphy_pp.model import SITE_W, WPPM
+
+#: Name of the file format, stored in every fit file.
+FIT_FORMAT = "psyphy_pp.fit"
+#: Version of the file format this psyphy_pp writes and reads.
+FIT_FORMAT_VERSION = 1
+_KINDS = ("point", "posterior")
+
+
+class IncompatibleFitError(ValueError):
+    """A fit file was written in a format version this psyphy_pp cannot read."""
+
+
+def _library_version() -> str:
+    import psyphy_pp
+
+    return str(psyphy_pp.__version__)
+
+
+@dataclass(frozen=True)
+class SavedFit:
+    """A fit as stored on disk: everything needed to compute thresholds and plots.
+
+    Attributes:
+        model: The :class:`~psyphy_pp.WPPM` (with the task that was fitted).
+        params: ``{"W": W}``: one weight array, or draws with leading
+            ``(chains, draws)`` axes when ``kind == "posterior"``.
+        kind: ``"point"`` (MAP or a ground truth) or ``"posterior"`` (draws).
+        method: How it was made: ``"svi"``, ``"scratch"``, ``"nuts"``,
+            ``"truth"``, ...
+        losses: The loss trace of an optimiser, or None.
+        data: The trials, or None.
+        normalization: The map from the user's units, or None (model units).
+        settings: Fit settings (JSON values).
+        library_version: The psyphy_pp version that made the fit.
+
+    Examples:
+        >>> import jax, psyphy_pp as pp
+        >>> model = pp.WPPM(basis_degree=1)
+        >>> fit = pp.SavedFit(model, model.sample_prior(jax.random.PRNGKey(0)), method="truth")
+        >>> fit.kind, fit.sample_shape
+        ('point', ())
+    """
+
+    model: WPPM
+    params: Params
+    kind: str = "point"
+    method: str = "params"
+    losses: np.ndarray | None = None
+    data: TrialData | None = None
+    normalization: Normalization | None = None
+    settings: dict = field(default_factory=dict)
+    library_version: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.model, WPPM):
+            raise ValueError(f"model must be a psyphy_pp.WPPM, got {type(self.model).__name__}")
+        if self.kind not in _KINDS:
+            raise ValueError(f"kind must be one of {_KINDS}, got {self.kind!r}")
+        if not isinstance(self.params, dict) or SITE_W not in self.params:
+            raise ValueError(f"params must be a dict with key {SITE_W!r}, got {type(self.params).__name__}")
+        W = np.asarray(self.params[SITE_W])
+        ws = self.model.weights_shape
+        lead = 2 if self.kind == "posterior" else 0
+        if W.shape[lead:] != ws or W.ndim != len(ws) + lead:
+            expected = ("(chains, draws, " if lead else "(") + ", ".join(map(str, ws)) + ")"
+            raise ValueError(f"params['W'] must have shape {expected} for kind={self.kind!r}, got {W.shape}")
+        if self.data is not None:
+            self.data.check_model(self.model.input_dim)
+        norm = self.normalization
+        if norm is None and self.data is not None:
+            norm = self.data.normalization
+        if norm is not None and norm.input_dim != self.model.input_dim:
+            raise ValueError(
+                f"normalization must have input_dim {self.model.input_dim}, got {norm.input_dim}"
+            )
+        object.__setattr__(self, "normalization", norm)
+        object.__setattr__(self, "params", {SITE_W: W})
+        if not self.library_version:
+            object.__setattr__(self, "library_version", _library_version())
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        """``(chains, draws)`` for posterior draws, ``()`` for a point estimate."""
+        return self.params[SITE_W].shape[: self.params[SITE_W].ndim - len(self.model.weights_shape)]
+
+    @classmethod
+    def from_result(cls, result: Any, *, normalization: Normalization | None = None) -> SavedFit:
+        """Wrap a :class:`~psyphy_pp.MapResult`, a NUTS result or a :class:`SavedFit`.
+
+        Anything with ``samples["W"]`` of shape ``(chains, draws, ...)`` (the
+        result of :func:`~psyphy_pp.fit_nuts`) is stored as posterior draws;
+        anything with ``params`` as a point estimate.
+        """
+        if isinstance(result, SavedFit):
+            if normalization is None:
+                return result
+            return dataclasses.replace(result, normalization=normalization)
+        model = getattr(result, "model", None)
+        data = getattr(result, "data", None)
+        settings = dict(getattr(result, "settings", {}) or {})
+        method = str(getattr(result, "method", "unknown"))
+        samples = getattr(result, "samples", None)
+        if samples is not None:
+            return cls(model, {SITE_W: np.asarray(samples[SITE_W])}, kind="posterior",
+                       method=method, data=data, normalization=normalization, settings=settings)
+        params = getattr(result, "params", None)
+        if params is None:
+            raise ValueError(
+                "result must be a MapResult, a NUTS result (with samples['W']) or a SavedFit, "
+                f"got {type(result).__name__}"
+            )
+        losses = getattr(result, "losses", None)
+        return cls(model, {SITE_W: np.asarray(params[SITE_W])}, kind="point", method=method,
+                   losses=None if losses is None else np.asarray(losses), data=data,
+                   normalization=normalization, settings=settings)
+
+
+def _json_value(v: Any) -> Any:
+    """A JSON-ready version of a settings value (unknown objects become ``repr``)."""
+    if v is None or isinstance(v, (bool, str)):
+        return v
+    if isinstance(v, numbers.Integral):
+        return int(v)
+    if isinstance(v, numbers.Real):
+        return float(v)
+    if isinstance(v, Oddity):
+        return {"Oddity": dataclasses.asdict(v)}
+    if isinstance(v, dict):
+        return {str(k): _json_value(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_json_value(x) for x in v]
+    if isinstance(v, np.ndarray) and v.size <= 16:
+        return _json_value(v.tolist())
+    return repr(v)
+
+
+def _model_to_dict(model: WPPM) -> dict:
+    d = {f.name: getattr(model, f.name) for f in dataclasses.fields(model)}
+    d["task"] = dataclasses.asdict(model.task)
+    return d
+
+
+def _model_from_dict(d: dict, source: str, written_by: str) -> WPPM:
+    task_d = dict(d.get("task", {}))
+    known = {f.name for f in dataclasses.fields(Oddity)}
+    unknown = sorted(set(task_d) - known)
+    model_known = {f.name for f in dataclasses.fields(WPPM)}
+    unknown_model = sorted(set(d) - model_known)
+    if unknown or unknown_model:
+        raise IncompatibleFitError(
+            f"{source} was written by psyphy_pp {written_by} with model settings this psyphy_pp "
+            f"{_library_version()} does not know ({', '.join(unknown_model + unknown)}); "
+            "open it with the psyphy_pp version that wrote it"
+        )
+    model_d = {k: v for k, v in d.items() if k != "task"}
+    return WPPM(**model_d, task=Oddity(**task_d))
+
+
+def save_fit(
+    path: str | os.PathLike,
+    result: Any,
+    *,
+    normalization: Normalization | None = None,
+    include_data: bool = True,
+) -> None:
+    """Write a fit to ``path`` (an ``.npz`` archive; see the module docstring).
+
+    Args:
+        path: The file to write.
+        result: A :class:`~psyphy_pp.MapResult`, the result of
+            :func:`~psyphy_pp.fit_nuts`, or a :class:`SavedFit`.
+        normalization: The map from the user's units (default: the data's).
+        include_data: Also store the trials.
+
+    Raises:
+        ValueError: If ``result`` is none of the above.
+
+    Examples:
+        >>> import jax, os, tempfile, psyphy_pp as pp
+        >>> model = pp.WPPM(basis_degree=1)
+        >>> fit = pp.SavedFit(model, model.sample_prior(jax.random.PRNGKey(0)))
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> path = os.path.join(tmp.name, "fit.npz")
+        >>> pp.save_fit(path, fit)
+        >>> pp.load_fit(path).model == model
+        True
+        >>> tmp.cleanup()
+    """
+    fit = SavedFit.from_result(result, normalization=normalization)
+    header = {
+        "format": FIT_FORMAT,
+        "format_version": FIT_FORMAT_VERSION,
+        "library_version": fit.library_version,
+        "saved_by": _library_version(),
+        "kind": fit.kind,
+        "method": fit.method,
+        "model": _model_to_dict(fit.model),
+        "normalization": None if fit.normalization is None else fit.normalization.to_dict(),
+        "settings": _json_value(fit.settings),
+    }
+    arrays: dict[str, np.ndarray] = {"header": np.asarray(json.dumps(header)),
+                                     SITE_W: np.asarray(fit.params[SITE_W])}
+    if fit.losses is not None:
+        arrays["losses"] = np.asarray(fit.losses)
+    if include_data and fit.data is not None:
+        arrays["refs"] = fit.data.refs
+        arrays["comparisons"] = fit.data.comparisons
+        arrays["responses"] = fit.data.responses
+        for key, values in fit.data.metadata.items():
+            arrays[f"meta:{key}"] = values
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+
+
+def load_fit(path: str | os.PathLike) -> SavedFit:
+    """Read a fit written by :func:`save_fit`.
+
+    Args:
+        path: The fit file.
+
+    Returns:
+        The :class:`SavedFit`.
+
+    Raises:
+        IncompatibleFitError: If the file was written in another format version
+            (or with settings this version does not know); the message names the
+            psyphy_pp version that wrote it and the one reading it.
+        ValueError: If the file is not a psyphy_pp fit file.
+        FileNotFoundError: If ``path`` does not exist.
+    """
+    source = os.fspath(path)
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as err:
+        if isinstance(err, FileNotFoundError):
+            raise
+        raise ValueError(f"{source} is not a psyphy_pp fit file (not an .npz archive): {err}") from err
+    with archive as f:
+        if "header" not in f.files:
+            raise ValueError(f"{source} is not a psyphy_pp fit file (it has no header)")
+        try:
+            header = json.loads(str(f["header"]))
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{source} has an unreadable header: {err}") from err
+        if not isinstance(header, dict) or header.get("format") != FIT_FORMAT:
+            raise ValueError(f"{source} is not a psyphy_pp fit file (format {header.get('format')!r})")
+        written_by = header.get("saved_by", header.get("library_version", "unknown"))
+        version = header.get("format_version")
+        if version != FIT_FORMAT_VERSION:
+            hint = ("upgrade psyphy_pp to read it" if isinstance(version, int)
+                    and version > FIT_FORMAT_VERSION else
+                    "open it with the psyphy_pp version that wrote it, or refit")
+            raise IncompatibleFitError(
+                f"{source} was written by psyphy_pp {written_by} in fit format version "
+                f"{version}; this psyphy_pp {_library_version()} reads fit format version "
+                f"{FIT_FORMAT_VERSION} only; {hint}"
+            )
+        model = _model_from_dict(header["model"], source, written_by)
+        norm = header.get("normalization")
+        norm = None if norm is None else Normalization.from_dict(norm)
+        data = None
+        if "refs" in f.files:
+            meta = {k[len("meta:"):]: f[k] for k in f.files if k.startswith("meta:")}
+            data = TrialData(f["refs"], f["comparisons"], f["responses"],
+                             normalization=norm, metadata=meta)
+        return SavedFit(
+            model=model,
+            params={SITE_W: f[SITE_W]},
+            kind=header["kind"],
+            method=header.get("method", "unknown"),
+            losses=f["losses"] if "losses" in f.files else None,
+            data=data,
+            normalization=norm,
+            settings=header.get("settings") or {},
+            library_version=header.get("library_version", "unknown"),
+        )

@@ -1,0 +1,378 @@
+"""Full posterior of the WPPM by NumPyro's No-U-Turn Sampler (NUTS).
+
+:func:`fit_nuts` has the call shape of :func:`~psyphy_pp.fit_map`: a model, the
+data and keyword-only settings. It runs :class:`numpyro.infer.MCMC` with
+:class:`numpyro.infer.NUTS` on :meth:`~psyphy_pp.WPPM.numpyro_model` and returns
+a :class:`NutsResult` that keeps the draws by chain, ``(chains, draws, ...)``,
+the layout ArviZ expects (see :func:`~psyphy_pp.to_arviz`).
+
+Deterministic log density. Hamiltonian Monte Carlo integrates the gradient of
+the log density along a trajectory and accepts or rejects by the change in
+energy. A Monte Carlo likelihood that draws fresh noise at every evaluation
+(``Oddity(method="mc", fixed_noise=False)``, the default task) is a different
+function at every call, which breaks both. :func:`fit_nuts` therefore runs on
+the model's *deterministic counterpart* (:func:`deterministic_task`):
+
+* ``input_dim == 2``: ``Oddity(method="quadrature")`` (DESIGN.md section 2b), which
+  has no noise and an error of about ``1e-4`` in P(correct);
+* otherwise: ``Oddity(method="mc", fixed_noise=True, num_samples=max(2000, M))``
+  with the model's bandwidth. Common random numbers make the log density an
+  ordinary smooth function, but a *fixed* one: its Monte Carlo error (about
+  ``0.5 / sqrt(M)`` in P(correct) per trial) no longer averages out over steps,
+  so the posterior carries a small bias that shrinks like ``1/sqrt(M)``, plus the
+  smoothing bias of the bandwidth.
+
+The task that was used is recorded in :attr:`NutsResult.model` and
+:attr:`NutsResult.task_note`. Pass ``task=`` to choose it yourself.
+
+Identifiability. ``Sigma(x) = U(x) U(x)^T`` is unchanged when every
+``W[i1..iD]`` is multiplied on the right by the same orthogonal
+``(D+E) x (D+E)`` matrix, and the prior is invariant too, so the posterior of
+``W`` is spread along those rotations: ``r_hat`` and ``ess`` of raw ``W``
+entries say little. Diagnose convergence on identifiable quantities: ``Sigma``
+at the reference points or on a grid (the ``Sigma`` variable of
+:func:`~psyphy_pp.to_arviz`, :func:`~psyphy_pp.diagnostics.posterior_sigma`),
+P(correct) of held-out trials, or the log density (``lp`` in the sample stats).
+"""
+
+from __future__ import annotations
+
+__all__ = ["NutsResult", "fit_nuts", "deterministic_task", "CHAIN_METHODS"]
+
+import dataclasses
+import logging
+import time
+import warnings
+from dataclasses import dataclass, field
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from psyphy_pp._typing import Params
+from psyphy_pp._validation import check_choice, check_nonnegative, check_positive
+from psyphy_pp._warnings import PsyphyWarning
+from psyphy_pp.data import TrialData
+from psyphy_pp.likelihood import Oddity
+from psyphy_pp.model import SITE_W, WPPM
+
+logger = logging.getLogger(__name__)
+
+#: Accepted values of ``chain_method`` (``"auto"`` picks parallel or sequential).
+CHAIN_METHODS = ("auto", "parallel", "sequential", "vectorized")
+
+#: The smallest number of fixed Monte Carlo samples used for NUTS.
+MIN_FIXED_NOISE_SAMPLES = 2000
+
+_EXTRA_FIELDS = (
+    "diverging",
+    "energy",
+    "potential_energy",
+    "num_steps",
+    "accept_prob",
+    "adapt_state.step_size",
+)
+
+
+@dataclass(frozen=True)
+class NutsResult:
+    """The outcome of :func:`fit_nuts`: posterior draws kept by chain.
+
+    Attributes:
+        samples: ``{"W": array of shape (num_chains, num_samples) + W.shape}``.
+        sample_stats: Per-draw NUTS statistics, each of shape
+            ``(num_chains, num_samples)``: ``diverging`` (bool), ``energy``
+            (Hamiltonian), ``lp`` (log density, the negative potential energy),
+            ``num_steps`` (leapfrog steps), ``tree_depth``, ``step_size`` and
+            ``accept_prob``.
+        model: The model that was sampled, with the deterministic task actually
+            used (see :func:`deterministic_task`).
+        data: The trials.
+        settings: The sampler settings (``num_warmup``, ``num_samples``,
+            ``num_chains``, ``chain_method`` as run, ``seed``,
+            ``target_accept_prob``, ``init``, ``wall_time`` in seconds, ...).
+        task_note: How the task of ``model`` was chosen, in words.
+        method: Always ``"nuts"``.
+    """
+
+    samples: dict
+    sample_stats: dict
+    model: WPPM
+    data: TrialData
+    settings: dict = field(default_factory=dict)
+    task_note: str = ""
+    method: str = "nuts"
+
+    @property
+    def num_chains(self) -> int:
+        """Number of chains."""
+        return int(self.samples[SITE_W].shape[0])
+
+    @property
+    def num_samples(self) -> int:
+        """Draws per chain (after warmup)."""
+        return int(self.samples[SITE_W].shape[1])
+
+    @property
+    def num_divergences(self) -> int:
+        """Divergent transitions after warmup, summed over chains."""
+        return int(np.sum(self.sample_stats["diverging"]))
+
+    def __repr__(self) -> str:
+        return (
+            f"NutsResult(num_chains={self.num_chains}, num_samples={self.num_samples}, "
+            f"num_warmup={self.settings.get('num_warmup')}, "
+            f"divergences={self.num_divergences}, task={self.model.task!r}, "
+            f"wall_time={self.settings.get('wall_time', float('nan')):.1f} s)"
+        )
+
+
+def deterministic_task(task: Oddity, input_dim: int) -> Oddity:
+    """The deterministic counterpart of a likelihood, for gradient-based samplers.
+
+    A deterministic task is returned unchanged. A fresh-noise Monte Carlo task
+    becomes ``Oddity(method="quadrature")`` in 2D, and elsewhere
+    ``Oddity(method="mc", fixed_noise=True, num_samples=max(2000, M),
+    bandwidth=...)`` with the same bandwidth: fixed common random numbers, whose
+    bias shrinks like ``1/sqrt(num_samples)``.
+
+    Args:
+        task: The model's likelihood settings.
+        input_dim: The stimulus dimension ``D``.
+
+    Returns:
+        An :class:`~psyphy_pp.Oddity` with ``deterministic == True``.
+
+    Examples:
+        >>> deterministic_task(Oddity(), 2)
+        Oddity(method='quadrature', num_angles=8, num_hermite=6)
+        >>> deterministic_task(Oddity(num_samples=500), 3)
+        Oddity(method='mc', num_samples=2000, bandwidth=0.01, fixed_noise=True, ...)
+    """
+    if task.deterministic:
+        return task
+    if input_dim == 2:
+        return Oddity(method="quadrature")
+    return Oddity(
+        method="mc",
+        fixed_noise=True,
+        num_samples=max(MIN_FIXED_NOISE_SAMPLES, task.num_samples),
+        bandwidth=task.bandwidth,
+        noise_seed=task.noise_seed,
+    )
+
+
+def _choose_task(model: WPPM, task: Oddity | None) -> tuple[WPPM, str]:
+    if task is not None:
+        if not isinstance(task, Oddity):
+            raise ValueError(f"task must be a psyphy_pp.Oddity or None, got {task!r}")
+        if task.needs_key:
+            raise ValueError(
+                f"task={task!r} draws fresh Monte Carlo noise at every evaluation, so the "
+                "log density is a different function at each call; NUTS needs a "
+                "deterministic log density (its trajectories follow the gradient and its "
+                "accept step compares energies). Use task=Oddity(method='quadrature') "
+                "(input_dim == 2) or task=Oddity(method='mc', fixed_noise=True, "
+                f"num_samples={max(MIN_FIXED_NOISE_SAMPLES, task.num_samples)}), "
+                "or leave task=None to let fit_nuts choose."
+            )
+        used = dataclasses.replace(model, task=task)  # WPPM validates the task
+        return used, f"task given explicitly: {task!r}"
+    if model.task.deterministic:
+        return model, f"the model's own task (already deterministic): {model.task!r}"
+    new = deterministic_task(model.task, model.input_dim)
+    if new.method == "quadrature":
+        why = "quadrature (input_dim == 2): no Monte Carlo noise"
+    else:
+        why = (
+            f"fixed-noise Monte Carlo with {new.num_samples} samples: a fixed bias that "
+            "shrinks like 1/sqrt(num_samples)"
+        )
+    note = (
+        f"the model's task {model.task!r} draws fresh noise at every evaluation; "
+        f"NUTS ran on its deterministic counterpart {new!r} ({why})"
+    )
+    return dataclasses.replace(model, task=new), note
+
+
+def _resolve_chain_method(chain_method: str, num_chains: int) -> str:
+    check_choice("chain_method", chain_method, CHAIN_METHODS)
+    num_devices = len(jax.devices())
+    if chain_method == "auto":
+        return "parallel" if num_chains > 1 and num_devices >= num_chains else "sequential"
+    if chain_method == "parallel" and num_chains > 1 and num_devices < num_chains:
+        warnings.warn(
+            f"chain_method='parallel' needs {num_chains} devices but JAX sees {num_devices}; "
+            "running the chains sequentially. Call "
+            f"numpyro.set_host_device_count({num_chains}) before JAX is first used "
+            "to run CPU chains in parallel.",
+            PsyphyWarning,
+            stacklevel=3,
+        )
+        return "sequential"
+    return chain_method
+
+
+def fit_nuts(
+    model: WPPM,
+    data: TrialData,
+    *,
+    num_warmup: int = 500,
+    num_samples: int = 500,
+    num_chains: int = 2,
+    seed: int = 0,
+    init_params: Params | None = None,
+    target_accept_prob: float = 0.8,
+    progress_bar: bool = True,
+    chain_method: str = "auto",
+    task: Oddity | None = None,
+) -> NutsResult:
+    """Sample the WPPM posterior with NumPyro's NUTS.
+
+    The sampler targets the (unscaled) log posterior
+    ``log p(W) + sum_n log p(y_n | W)`` of :meth:`~psyphy_pp.WPPM.numpyro_model`,
+    with step-size and diagonal mass-matrix adaptation during warmup.
+
+    The likelihood must be deterministic (see the module docstring). With the
+    default ``task=None``, a fresh-noise Monte Carlo task is replaced by
+    ``Oddity(method="quadrature")`` in 2D and by
+    ``Oddity(method="mc", fixed_noise=True, num_samples=max(2000, M))`` in other
+    dimensions; the latter has a fixed bias that shrinks like ``1/sqrt(M)``.
+    The task used is in ``result.model.task`` and ``result.task_note``.
+
+    Chains. With ``chain_method="auto"`` the chains run in parallel (one per
+    device, ``pmap``) when ``len(jax.devices()) >= num_chains``, and one after
+    another otherwise. A CPU is one JAX device unless
+    ``numpyro.set_host_device_count(n)`` is called before JAX starts, so on a
+    CPU the chains are sequential by default. ``"parallel"`` with too few
+    devices warns and runs sequentially; ``"vectorized"`` runs all chains in one
+    ``vmap`` (often slower for NUTS, whose trees differ in size between chains).
+
+    W is not identifiable (right-multiplying every ``W[i1..iD]`` by one common
+    orthogonal matrix leaves likelihood and prior unchanged): judge convergence
+    by ``Sigma`` (``to_arviz(result)`` has it), held-out P(correct) or the log
+    density, not by raw ``W`` entries.
+
+    Args:
+        model: The :class:`~psyphy_pp.WPPM`.
+        data: The trials.
+        num_warmup: Warmup (adaptation) iterations per chain.
+        num_samples: Draws kept per chain.
+        num_chains: Number of chains.
+        seed: Seeds the initial values and the sampler.
+        init_params: ``{"W": W}`` to start every chain from (e.g. ``fit.params``
+            of a MAP fit). If None, each chain starts from its own prior draw.
+        target_accept_prob: Target acceptance probability of the step-size
+            adaptation, in (0, 1); raise it (e.g. 0.9) if there are divergences.
+        progress_bar: Show NumPyro's progress bar.
+        chain_method: ``"auto"``, ``"parallel"``, ``"sequential"`` or ``"vectorized"``.
+        task: The deterministic :class:`~psyphy_pp.Oddity` to sample with,
+            instead of the automatic choice.
+
+    Returns:
+        A :class:`NutsResult`.
+
+    Raises:
+        ValueError: For invalid arguments (before anything is compiled),
+            including a ``task`` that draws fresh noise at every evaluation.
+
+    Examples:
+        >>> import jax, psyphy_pp as pp
+        >>> model = pp.WPPM(basis_degree=0, extra_dims=0)
+        >>> data = pp.TrialData([[0.0, 0.0]] * 4, [[0.2, 0.0]] * 4, [1, 1, 0, 1])
+        >>> post = pp.fit_nuts(model, data, num_warmup=20, num_samples=10,
+        ...                    num_chains=1, progress_bar=False)
+        >>> post.samples["W"].shape
+        (1, 10, 1, 1, 2, 2)
+        >>> post.model.task.method
+        'quadrature'
+    """
+    from numpyro.infer import MCMC, NUTS
+    from numpyro.infer.initialization import init_to_sample, init_to_value
+
+    if not isinstance(model, WPPM):
+        raise ValueError(f"model must be a psyphy_pp.WPPM, got {type(model).__name__}")
+    if not isinstance(data, TrialData):
+        raise ValueError(f"data must be a psyphy_pp.TrialData, got {type(data).__name__}")
+    data.check_model(model.input_dim)
+    check_positive("num_warmup", num_warmup, integer=True)
+    check_positive("num_samples", num_samples, integer=True)
+    check_positive("num_chains", num_chains, integer=True)
+    check_nonnegative("seed", seed, integer=True)
+    check_positive("target_accept_prob", target_accept_prob)
+    if not target_accept_prob < 1:
+        raise ValueError(f"target_accept_prob must be in (0, 1), got {target_accept_prob!r}")
+    if not isinstance(progress_bar, bool):
+        raise ValueError(f"progress_bar must be True or False, got {progress_bar!r}")
+    used_model, task_note = _choose_task(model, task)
+    method = _resolve_chain_method(chain_method, num_chains)
+
+    dtype = jnp.result_type(float)
+    if init_params is not None:
+        used_model._weights(init_params)  # shape check
+        W0 = jnp.asarray(init_params[SITE_W], dtype)
+        if not bool(jnp.all(jnp.isfinite(W0))):
+            raise ValueError("init_params['W'] must be finite")
+        init_strategy = init_to_value(values={SITE_W: W0})
+        init_desc = "init_params (all chains)"
+    else:
+        init_strategy = init_to_sample
+        init_desc = "a prior draw per chain"
+
+    refs = jnp.asarray(data.refs, dtype)
+    comps = jnp.asarray(data.comparisons, dtype)
+    y = jnp.asarray(data.responses, dtype)
+    kernel = NUTS(
+        used_model.numpyro_model,
+        target_accept_prob=target_accept_prob,
+        init_strategy=init_strategy,
+        dense_mass=bool(int(__import__('os').environ.get('DENSE', '0'))),
+        max_tree_depth=int(__import__('os').environ.get('MAXDEPTH', '10')),
+    )
+    mcmc = MCMC(
+        kernel,
+        num_warmup=num_warmup,
+        num_samples=num_samples,
+        num_chains=num_chains,
+        chain_method=method,
+        progress_bar=progress_bar,
+    )
+    t0 = time.perf_counter()
+    mcmc.run(jax.random.PRNGKey(seed), refs, comps, y, extra_fields=_EXTRA_FIELDS)
+    W = np.asarray(mcmc.get_samples(group_by_chain=True)[SITE_W])
+    wall_time = time.perf_counter() - t0
+
+    extra = {k: np.asarray(v) for k, v in mcmc.get_extra_fields(group_by_chain=True).items()}
+    num_steps = extra["num_steps"].astype(np.int64)
+    stats = {
+        "diverging": extra["diverging"].astype(bool),
+        "energy": extra["energy"],
+        "lp": -extra["potential_energy"],
+        "num_steps": num_steps,
+        "tree_depth": np.floor(np.log2(np.maximum(num_steps, 1))).astype(np.int64) + 1,
+        "step_size": extra["adapt_state.step_size"],
+        "accept_prob": extra["accept_prob"],
+    }
+    settings = dict(
+        num_warmup=num_warmup,
+        num_samples=num_samples,
+        num_chains=num_chains,
+        chain_method=method,
+        seed=seed,
+        target_accept_prob=target_accept_prob,
+        init=init_desc,
+        task=used_model.task,
+        num_trials=data.num_trials,
+        wall_time=wall_time,
+    )
+    result = NutsResult(
+        samples={SITE_W: W}, sample_stats=stats, model=used_model, data=data,
+        settings=settings, task_note=task_note,
+    )
+    logger.info("fit_nuts: %s; %s", result, task_note)
+    if result.num_divergences:
+        logger.warning(
+            "fit_nuts: %d divergent transitions; try target_accept_prob=0.9 or higher",
+            result.num_divergences,
+        )
+    return result

@@ -1,0 +1,777 @@
+r"""Discrimination thresholds of a fitted WPPM, and the ellipses through them
+
+The threshold of a reference ``r`` in the unit direction ``e`` is the distance
+``s`` at which the probability of a correct oddity answer reaches a target,
+
+.. math:: P_{\mathrm{correct}}(r, r + s\,e) = p^\ast, \qquad
+    p^\ast = \tfrac23 \text{ by default (halfway between chance } \tfrac13 \text{ and 1)}.
+
+For equal isotropic noise of standard deviation ``sigma`` the answer is about
+``2.554 sigma`` in 2D and ``2.717 sigma`` in 3D (DESIGN.md section 1).
+
+How it is solved (:func:`thresholds`):
+
+1. *Box.* The comparison must stay inside the model box ``[-1, 1]^D``, so ``s`` is
+   searched in ``[0, s_max]`` with ``s_max`` the distance from ``r`` to the box
+   edge along ``e``.
+2. *Bracketing.* P(correct) is evaluated on a grid of ``num_grid + 1`` distances
+   ``s_max (j / num_grid)^2`` (denser near ``r``, where thresholds usually are).
+   The first grid interval where P crosses the target brackets the root.
+   If P stays below the target on the whole grid, the target is **not reached**
+   inside the box: ``reached`` is False and ``distances`` holds ``s_max``, a lower
+   bound for the threshold (never NaN).
+3. *Monotonicity.* A psychometric function should rise with ``s``; if P falls by
+   more than ``monotone_tol`` between two grid points, ``monotone`` is False for
+   that direction (the threshold is still the first crossing). Where ``Sigma``
+   changes quickly, P(correct) can genuinely dip slightly below chance close to
+   the reference (the comparison's noise differs from the reference's), which
+   this flag reports too.
+4. *Root.* The Illinois variant of regula falsi refines the bracket for a fixed
+   number of iterations (jitted, no data-dependent control flow). It keeps the
+   root bracketed and converges superlinearly.
+
+All references and directions are solved as one batch of trials; posterior
+draws (``params["W"]`` with leading sample axes, e.g. ``(chains, draws)`` from
+:func:`~psyphy_pp.fit_nuts`) are solved draw by draw with ``jax.lax.map`` in
+jitted chunks, and give credible bands (:meth:`Thresholds.band`).
+
+Root finding needs a deterministic P(correct). The model's task is used when it
+is deterministic; a fresh-noise Monte Carlo task is replaced (with
+``dataclasses.replace(model, task=...)``) by ``Oddity(method="quadrature")`` in
+2D and by ``Oddity(method="mc", fixed_noise=True, num_samples=max(2000, M))``
+otherwise; pass ``task=`` to choose it yourself.
+
+The ellipse (ellipsoid in 3D) through the threshold points of a reference is a
+least-squares conic: with ``x = point - r``, the coefficients of
+``x^T A x + b^T x = 1`` minimise the algebraic residual over the reached
+directions (``b = 0``, centre ``r``, when some direction did not reach the
+target). Then the centre is ``r - A^{-1} b / 2`` and the shape matrix
+``M = (1 + c^T A c) A^{-1}`` (``c`` the centre offset), so that the ellipse is
+``{y : (y - centre)^T M^{-1} (y - centre) = 1}``; half-axes are the square roots
+of the eigenvalues of ``M``. This is exact for points on an ellipse and allows
+the small asymmetry between ``e`` and ``-e`` that a varying field causes. The fit
+is done in numpy float64 outside ``jit``.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "DEFAULT_TARGET",
+    "Ellipses",
+    "Thresholds",
+    "fit_ellipses",
+    "psychometric_curves",
+    "threshold_directions",
+    "threshold_task",
+    "thresholds",
+]
+
+import csv
+import dataclasses
+import functools
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from psyphy_pp._progress import progress
+from psyphy_pp._typing import ArrayLike, Params
+from psyphy_pp._validation import check_positive, check_stimuli
+from psyphy_pp.data import Normalization
+from psyphy_pp.likelihood import Oddity
+from psyphy_pp.model import SITE_W, WPPM
+
+#: The usual oddity criterion: halfway between chance (1/3) and certainty.
+DEFAULT_TARGET = 2.0 / 3.0
+#: Fixed Monte Carlo samples when a 3D fresh-noise task is made deterministic.
+_MIN_FIXED_NOISE_SAMPLES = 2000
+#: Trials evaluated at once per draw (bounds the memory of ``lax.map`` batches).
+_TRIALS_PER_BATCH = 20_000
+
+
+def threshold_task(task: Oddity, input_dim: int) -> Oddity:
+    """The deterministic likelihood used to solve for thresholds.
+
+    A deterministic task (quadrature, or fixed-noise Monte Carlo) is returned
+    unchanged; a fresh-noise Monte Carlo task becomes
+    ``Oddity(method="quadrature")`` when ``input_dim == 2`` and
+    ``Oddity(method="mc", fixed_noise=True, num_samples=max(2000, M))`` (same
+    bandwidth) otherwise.
+
+    Args:
+        task: The model's likelihood settings.
+        input_dim: The model's ``D``.
+
+    Returns:
+        A task with ``task.deterministic`` True.
+
+    Examples:
+        >>> threshold_task(Oddity(), 2)
+        Oddity(method='quadrature', num_angles=8, num_hermite=6)
+    """
+    if task.deterministic:
+        return task
+    if input_dim == 2:
+        return Oddity(method="quadrature")
+    return dataclasses.replace(
+        task, fixed_noise=True, num_samples=max(_MIN_FIXED_NOISE_SAMPLES, task.num_samples)
+    )
+
+
+def threshold_directions(num_directions: int, input_dim: int) -> np.ndarray:
+    """Unit directions around a reference, shape ``(num_directions, D)``.
+
+    ``D = 1``: alternately ``+1`` and ``-1``. ``D = 2``: equally spaced angles
+    ``2 pi k / K`` starting along the first axis (an even ``K`` gives antipodal
+    pairs). ``D >= 3``: a Fibonacci lattice on the sphere (``D = 3``), or
+    normalised draws of a seeded Gaussian (``D > 3``).
+
+    Args:
+        num_directions: Number of directions ``K``.
+        input_dim: Stimulus dimension ``D``.
+
+    Returns:
+        Array of unit vectors, float64.
+
+    Raises:
+        ValueError: If an argument is not a positive integer.
+
+    Examples:
+        >>> threshold_directions(4, 2).round(6).tolist()
+        [[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [-0.0, -1.0]]
+    """
+    check_positive("num_directions", num_directions, integer=True)
+    check_positive("input_dim", input_dim, integer=True)
+    k = np.arange(num_directions, dtype=np.float64)
+    if input_dim == 1:
+        return np.where(k % 2 == 0, 1.0, -1.0)[:, None]
+    if input_dim == 2:
+        t = 2.0 * np.pi * k / num_directions
+        return np.stack([np.cos(t), np.sin(t)], axis=1)
+    if input_dim == 3:
+        z = 1.0 - 2.0 * (k + 0.5) / num_directions
+        rho = np.sqrt(1.0 - z**2)
+        phi = np.pi * (3.0 - np.sqrt(5.0)) * k
+        return np.stack([rho * np.cos(phi), rho * np.sin(phi), z], axis=1)
+    g = np.random.default_rng(0).standard_normal((num_directions, input_dim))
+    return g / np.linalg.norm(g, axis=1, keepdims=True)
+
+
+@dataclass(frozen=True)
+class Ellipses:
+    """Ellipses (ellipsoids) ``{y : (y - centre)^T M^-1 (y - centre) = 1}``, one per reference.
+
+    Leading axes ``(*S, R)``: optional sample axes, then references.
+
+    Attributes:
+        centre: Centres, shape ``(*S, R, D)``.
+        matrix: Shape matrices ``M``, shape ``(*S, R, D, D)``.
+        axes: Half-axis lengths in decreasing order, shape ``(*S, R, D)``.
+        rotation: Principal directions as columns, matching ``axes``, shape
+            ``(*S, R, D, D)``.
+        ok: False where the fit was not possible (fewer reached directions than
+            coefficients, or the conic was not an ellipse); those entries hold the
+            circle (sphere) through the mean threshold distance, centred on the
+            reference: a placeholder, never NaN.
+    """
+
+    centre: np.ndarray
+    matrix: np.ndarray
+    axes: np.ndarray
+    rotation: np.ndarray
+    ok: np.ndarray
+
+    @property
+    def angle(self) -> np.ndarray:
+        """Angle of the major axis from the first stimulus axis, radians in ``(-pi/2, pi/2]``, 2D only."""
+        if self.centre.shape[-1] != 2:
+            raise ValueError(f"angle needs input_dim 2, got {self.centre.shape[-1]}")
+        v = self.rotation[..., :, 0]
+        a = np.arctan2(v[..., 1], v[..., 0])
+        a = np.where(a > np.pi / 2, a - np.pi, a)
+        return np.where(a <= -np.pi / 2, a + np.pi, a)
+
+    @classmethod
+    def from_matrix(cls, centre: Any, matrix: Any, ok: Any = None) -> Ellipses:
+        """Build from centres and shape matrices (axes by ``numpy.linalg.eigh``)."""
+        centre = np.asarray(centre, np.float64)
+        matrix = np.asarray(matrix, np.float64)
+        matrix = 0.5 * (matrix + np.swapaxes(matrix, -1, -2))
+        w, V = np.linalg.eigh(matrix)
+        axes = np.sqrt(np.clip(w[..., ::-1], 0.0, None))
+        ok = np.ones(centre.shape[:-1], bool) if ok is None else np.asarray(ok, bool)
+        return cls(centre, matrix, axes, V[..., ::-1], ok)
+
+    def to_user(self, normalization: Normalization) -> Ellipses:
+        """The same ellipses in the user's units of ``normalization``."""
+        return Ellipses.from_matrix(
+            normalization.to_user(self.centre), normalization.covariance_to_user(self.matrix),
+            self.ok,
+        )
+
+
+def fit_ellipses(
+    refs: ArrayLike,
+    points: ArrayLike,
+    *,
+    mask: ArrayLike | None = None,
+    fit_centre: bool = True,
+) -> Ellipses:
+    """Least-squares ellipses (ellipsoids) through threshold points.
+
+    Fits ``x^T A x + b^T x = 1`` with ``x = point - ref`` (``b = 0`` when
+    ``fit_centre`` is False) to the points where ``mask`` is True; see the module
+    docstring. The centre is fitted only when every point of a reference is used
+    (a conic through points on one side of the reference leaves its centre poorly
+    determined); otherwise, or when the full fit is not an ellipse, the centred
+    fit (``b = 0``) is used. When even that is impossible (fewer points than
+    ``D (D + 1) / 2``) or not an ellipse, the result is a placeholder circle
+    through the mean distance with ``ok`` False.
+
+    Args:
+        refs: Reference points, shape ``(*S, R, D)`` (or ``(R, D)``, broadcast).
+        points: Threshold points, shape ``(*S, R, K, D)``.
+        mask: Which points to use, shape ``(*S, R, K)`` (default: all).
+        fit_centre: Let the centre differ from the reference.
+
+    Returns:
+        :class:`Ellipses` with leading shape ``(*S, R)``.
+
+    Examples:
+        >>> t = np.linspace(0, 2 * np.pi, 8, endpoint=False)
+        >>> pts = np.stack([0.3 * np.cos(t), 0.1 * np.sin(t)], -1)[None]
+        >>> e = fit_ellipses(np.zeros((1, 2)), pts)
+        >>> e.axes.round(6).tolist(), bool(e.ok[0])
+        ([[0.3, 0.1]], True)
+    """
+    points = np.asarray(points, np.float64)
+    d = points.shape[-1]
+    refs = np.broadcast_to(np.asarray(refs, np.float64), points.shape[:-2] + (d,))
+    x = points - refs[..., None, :]
+    w = np.ones(points.shape[:-1]) if mask is None else np.asarray(mask, np.float64)
+    w = np.broadcast_to(w, points.shape[:-1])
+    iu = np.triu_indices(d)
+    quad = x[..., iu[0]] * x[..., iu[1]] * np.where(iu[0] == iu[1], 1.0, 2.0)
+    n_quad = quad.shape[-1]
+    feats = np.concatenate([quad, x], axis=-1) if fit_centre else quad
+    n_used = w.sum(-1)
+
+    def solve(F: np.ndarray) -> np.ndarray:
+        G = np.einsum("...ki,...k,...kj->...ij", F, w, F)
+        h = np.einsum("...ki,...k->...i", F, w)
+        return np.einsum("...ij,...j->...i", np.linalg.pinv(G), h)
+
+    def to_ellipse(theta: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        A = np.zeros(theta.shape[:-1] + (d, d))
+        A[..., iu[0], iu[1]] = theta[..., :n_quad]
+        A[..., iu[1], iu[0]] = theta[..., :n_quad]
+        evals = np.linalg.eigvalsh(A)
+        pd = evals[..., 0] > 0
+        A_safe = np.where(pd[..., None, None], A, np.eye(d))
+        Ainv = np.linalg.inv(A_safe)
+        if theta.shape[-1] > n_quad:
+            c = -0.5 * np.einsum("...ij,...j->...i", Ainv, theta[..., n_quad:])
+        else:
+            c = np.zeros(theta.shape[:-1] + (d,))
+        k = 1.0 + np.einsum("...i,...ij,...j->...", c, A_safe, c)
+        return c, k[..., None, None] * Ainv, pd & (k > 0)
+
+    c_full, M_full, ok_full = to_ellipse(solve(feats))
+    # The centre is only well determined by points all round the reference.
+    ok_full &= (n_used >= feats.shape[-1]) & (n_used == w.shape[-1]) & fit_centre
+    c_cent, M_cent, ok_cent = to_ellipse(solve(quad))
+    ok_cent &= n_used >= n_quad
+    dist = np.linalg.norm(x, axis=-1)
+    mean_r = np.where(n_used > 0, (dist * w).sum(-1) / np.maximum(n_used, 1), dist.mean(-1))
+    M_circ = mean_r[..., None, None] ** 2 * np.eye(d)
+    use_full = ok_full[..., None, None]
+    use_cent = (~ok_full & ok_cent)[..., None, None]
+    M = np.where(use_full, M_full, np.where(use_cent, M_cent, M_circ))
+    c = np.where(use_full[..., 0], c_full, np.where(use_cent[..., 0], c_cent, 0.0))
+    return Ellipses.from_matrix(refs + c, M, ok_full | ok_cent)
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Threshold distances and points along fixed directions, with fitted ellipses.
+
+    Leading axes ``(*S, R, K)``: optional sample axes (posterior draws), then
+    references, then directions.
+
+    Attributes:
+        refs: Reference points, shape ``(R, D)``.
+        directions: Unit directions, shape ``(K, D)``, the same at every reference.
+        distances: Threshold distances ``s``, shape ``(*S, R, K)``. Where
+            ``reached`` is False this is the distance to the box edge (a lower
+            bound for the threshold), not NaN.
+        reached: True where P(correct) reaches the target inside the box.
+        monotone: True where P(correct) rose monotonically (within
+            ``monotone_tol``) on the search grid.
+        max_distances: Distance from each reference to the box edge along each
+            direction, shape ``(R, K)``.
+        ellipses: The fitted :class:`Ellipses`, leading shape ``(*S, R)``.
+        target: The target P(correct).
+        normalization: The units: None for model units, or the
+            :class:`~psyphy_pp.Normalization` whose user units these are.
+    """
+
+    refs: np.ndarray
+    directions: np.ndarray
+    distances: np.ndarray
+    reached: np.ndarray
+    monotone: np.ndarray
+    max_distances: np.ndarray
+    ellipses: Ellipses
+    target: float = DEFAULT_TARGET
+    normalization: Normalization | None = None
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        """Leading sample axes (empty for a point estimate)."""
+        return self.distances.shape[:-2]
+
+    @property
+    def points(self) -> np.ndarray:
+        """Threshold points ``refs + distances * directions``, shape ``(*S, R, K, D)``."""
+        return self.refs[:, None, :] + self.distances[..., None] * self.directions
+
+    @property
+    def input_dim(self) -> int:
+        """Stimulus dimension ``D``."""
+        return self.refs.shape[-1]
+
+    def _sample_axes(self) -> tuple[int, ...]:
+        if not self.sample_shape:
+            raise ValueError(
+                "these thresholds have no sample axes (a point estimate); pass params with "
+                "posterior draws, e.g. {'W': samples['W']} of shape (chains, draws, ...)"
+            )
+        return tuple(range(len(self.sample_shape)))
+
+    def band(self, prob: float = 0.9) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Equal-tailed credible band of each threshold distance over the draws.
+
+        Args:
+            prob: Probability mass inside the band, in ``(0, 1)``.
+
+        Returns:
+            ``(lower, median, upper)`` distances, each of shape ``(R, K)``.
+
+        Raises:
+            ValueError: If there are no sample axes, or ``prob`` is not in ``(0, 1)``.
+        """
+        if not 0.0 < prob < 1.0:
+            raise ValueError(f"prob must be in (0, 1), got {prob!r}")
+        axes = self._sample_axes()
+        q = np.quantile(self.distances, [(1 - prob) / 2, 0.5, (1 + prob) / 2], axis=axes)
+        return q[0], q[1], q[2]
+
+    def fraction_reached(self) -> np.ndarray:
+        """Fraction of draws in which each threshold was reached, shape ``(R, K)``."""
+        if not self.sample_shape:
+            return self.reached.astype(np.float64)
+        return self.reached.mean(axis=self._sample_axes())
+
+    def median(self) -> Thresholds:
+        """Point summary of posterior thresholds: median distance per direction.
+
+        Its ellipses are fitted to the median points; ``reached`` is True where
+        the threshold was reached in at least half of the draws.
+        """
+        _, med, _ = self.band(0.5)
+        reached = self.fraction_reached() >= 0.5
+        monotone = self.monotone.all(axis=self._sample_axes())
+        pts = self.refs[:, None, :] + med[..., None] * self.directions
+        ell = fit_ellipses(self.refs, pts, mask=reached)
+        return dataclasses.replace(self, distances=med, reached=reached, monotone=monotone,
+                                   ellipses=ell)
+
+    def to_user(self, normalization: Normalization | None) -> Thresholds:
+        """The thresholds in the user's units of ``normalization``.
+
+        Points and ellipses are mapped by the affine normalisation; a direction
+        ``e`` becomes ``diag(scale) e / |diag(scale) e|`` and a distance ``s``
+        becomes ``s |diag(scale) e|``. ``None`` returns ``self`` unchanged.
+
+        Raises:
+            ValueError: If the thresholds are already in user units.
+        """
+        if normalization is None:
+            return self
+        if self.normalization is not None:
+            raise ValueError("these thresholds are already in user units")
+        if normalization.input_dim != self.input_dim:
+            raise ValueError(
+                f"normalization must have input_dim {self.input_dim}, got {normalization.input_dim}"
+            )
+        stretched = self.directions * normalization.scale
+        length = np.linalg.norm(stretched, axis=-1)
+        return Thresholds(
+            refs=normalization.to_user(self.refs),
+            directions=stretched / length[..., None],
+            distances=self.distances * length,
+            reached=self.reached,
+            monotone=self.monotone,
+            max_distances=self.max_distances * length,
+            ellipses=self.ellipses.to_user(normalization),
+            target=self.target,
+            normalization=normalization,
+        )
+
+    def table(self, prob: float = 0.9) -> dict[str, np.ndarray]:
+        """One row per reference: the ellipse summary as named columns.
+
+        Columns: ``ref_j``, ``centre_j``, ``axis_j`` (half-axis lengths, major
+        first), ``angle_deg`` (2D only; major axis from the first stimulus axis),
+        ``axisdir_i_j`` (component ``j`` of principal direction ``i``, D != 2),
+        ``num_reached`` (directions reaching the target), ``monotone``,
+        ``ellipse_ok``; for posterior draws the point columns describe the
+        ellipse through the median thresholds, and ``axis_j_lower`` /
+        ``axis_j_upper`` give the ``prob`` credible band of each half-axis over
+        the per-draw ellipses.
+        """
+        point = self.median() if self.sample_shape else self
+        e = point.ellipses
+        d = self.input_dim
+        cols: dict[str, np.ndarray] = {}
+        for j in range(d):
+            cols[f"ref_{j}"] = self.refs[:, j]
+        for j in range(d):
+            cols[f"centre_{j}"] = e.centre[:, j]
+        for j in range(d):
+            cols[f"axis_{j}"] = e.axes[:, j]
+        if d == 2:
+            cols["angle_deg"] = np.degrees(e.angle)
+        else:
+            for i in range(d):
+                for j in range(d):
+                    cols[f"axisdir_{i}_{j}"] = e.rotation[:, j, i]
+        if self.sample_shape:
+            axes = self._sample_axes()
+            lo, hi = np.quantile(self.ellipses.axes, [(1 - prob) / 2, (1 + prob) / 2], axis=axes)
+            for j in range(d):
+                cols[f"axis_{j}_lower"] = lo[:, j]
+                cols[f"axis_{j}_upper"] = hi[:, j]
+        cols["num_reached"] = point.reached.sum(-1).astype(np.int64)
+        cols["monotone"] = point.monotone.all(-1).astype(np.int64)
+        cols["ellipse_ok"] = e.ok.astype(np.int64)
+        return cols
+
+    def points_table(self, prob: float = 0.9) -> dict[str, np.ndarray]:
+        """One row per (reference, direction): ``ref_j``, ``dir_j``, ``distance``,
+        ``point_j``, ``reached``, ``monotone`` (and ``distance_lower`` /
+        ``distance_upper`` for posterior draws, the ``prob`` credible band)."""
+        point = self.median() if self.sample_shape else self
+        r, (k, d) = self.refs.shape[0], self.directions.shape
+        cols: dict[str, np.ndarray] = {}
+        for j in range(d):
+            cols[f"ref_{j}"] = np.repeat(self.refs[:, j], k)
+        for j in range(d):
+            cols[f"dir_{j}"] = np.tile(self.directions[:, j], r)
+        cols["distance"] = point.distances.reshape(-1)
+        if self.sample_shape:
+            lo, _, hi = self.band(prob)
+            cols["distance_lower"] = lo.reshape(-1)
+            cols["distance_upper"] = hi.reshape(-1)
+        pts = point.points.reshape(-1, d)
+        for j in range(d):
+            cols[f"point_{j}"] = pts[:, j]
+        cols["reached"] = point.reached.reshape(-1).astype(np.int64)
+        cols["monotone"] = point.monotone.reshape(-1).astype(np.int64)
+        return cols
+
+    def to_csv(self, path: str | os.PathLike, *, points: bool = False, prob: float = 0.9) -> None:
+        """Write :meth:`table` (or :meth:`points_table` if ``points``) as CSV, full precision."""
+        _write_columns(path, self.points_table(prob) if points else self.table(prob))
+
+
+def _write_columns(path: str | os.PathLike, cols: dict[str, np.ndarray]) -> None:
+    names = list(cols)
+    fmts = [(lambda v: repr(float(v))) if cols[n].dtype.kind == "f" else str for n in names]
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(names)
+        for row in zip(*(cols[n].tolist() for n in names)):
+            w.writerow([fmt(v) for fmt, v in zip(fmts, row)])
+
+
+def _box_distances(refs: np.ndarray, dirs: np.ndarray) -> np.ndarray:
+    """Distance from each ref to the edge of ``[-1, 1]^D`` along each direction, ``(R, K)``."""
+    r = refs[:, None, :]
+    e = np.broadcast_to(dirs[None], (refs.shape[0],) + dirs.shape)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lim = np.where(e > 0, (1.0 - r) / e, np.where(e < 0, (-1.0 - r) / e, np.inf))
+    return np.clip(np.min(lim, axis=-1), 0.0, None)
+
+
+def _split_params(model: WPPM, params: Params) -> tuple[np.ndarray, tuple[int, ...]]:
+    if not isinstance(params, dict) or SITE_W not in params:
+        raise ValueError(f"params must be a dict with key {SITE_W!r}, got {type(params).__name__}")
+    W = np.asarray(params[SITE_W])
+    ws = model.weights_shape
+    if W.ndim < len(ws) or W.shape[W.ndim - len(ws):] != ws:
+        raise ValueError(
+            f"params['W'] must have shape (*sample_shape, {', '.join(map(str, ws))}) for this "
+            f"model, got {W.shape}"
+        )
+    return W, W.shape[: W.ndim - len(ws)]
+
+
+@functools.lru_cache(maxsize=16)
+def _solver(model: WPPM, num_grid: int, num_iterations: int, batch_size: int):
+    """Jitted ``(Ws, refs, dirs, s_max, target, tol) -> (s, reached, monotone)``."""
+    grid = (np.arange(num_grid + 1) / num_grid) ** 2
+
+    def solve_one(W, refs, dirs, s_max, target, tol):
+        params = {SITE_W: W}
+        dtype = W.dtype
+        refs, dirs, s_max = refs.astype(dtype), dirs.astype(dtype), s_max.astype(dtype)
+        n, d = refs.shape
+
+        def f(s):  # P(correct) - target at distances s of shape (..., N)
+            comps = jnp.clip(refs + s[..., None] * dirs, -1.0, 1.0)
+            r = jnp.broadcast_to(refs, comps.shape)
+            p = model.prob_correct(params, r.reshape(-1, d), comps.reshape(-1, d))
+            return p.reshape(s.shape) - target
+
+        s_grid = jnp.asarray(grid, dtype)[:, None] * s_max[None, :]  # (G+1, N)
+        fg = f(s_grid)
+        above = fg >= 0
+        reached = jnp.any(above, axis=0)
+        k = jnp.argmax(above, axis=0)
+        km = jnp.maximum(k - 1, 0)
+        take = lambda a, i: jnp.take_along_axis(a, i[None], axis=0)[0]  # noqa: E731
+        a, b = take(s_grid, km), take(s_grid, k)
+        fa, fb = take(fg, km), take(fg, k)
+        monotone = jnp.all(jnp.diff(fg, axis=0) >= -tol, axis=0)
+
+        def body(_, state):
+            a, b, fa, fb, side = state
+            denom = fb - fa
+            c = jnp.where(denom > 0, b - fb * (b - a) / jnp.where(denom > 0, denom, 1.0),
+                          0.5 * (a + b))
+            c = jnp.clip(c, a, b)
+            fc = f(c)
+            left = fc < 0  # c replaces a
+            fb = jnp.where(left & (side < 0), 0.5 * fb, fb)
+            fa = jnp.where(~left & (side > 0), 0.5 * fa, fa)
+            a, fa = jnp.where(left, c, a), jnp.where(left, fc, fa)
+            b, fb = jnp.where(left, b, c), jnp.where(left, fb, fc)
+            side = jnp.where(left, -1, 1)
+            return a, b, fa, fb, side
+
+        if num_iterations:
+            state = (a, b, fa, fb, jnp.zeros(n, jnp.int32))
+            a, b, fa, fb, _ = jax.lax.fori_loop(0, num_iterations, body, state)
+        # The bracket end with the smaller residual (fa, fb may be Illinois-scaled;
+        # both ends converge to the root, so either is accurate).
+        s = jnp.where(jnp.abs(fa) < jnp.abs(fb), a, b)
+        s = jnp.where(k == 0, 0.0, s)
+        s = jnp.where(reached, s, s_max)
+        return s, reached, monotone
+
+    @jax.jit
+    def run(Ws, refs, dirs, s_max, target, tol):
+        return jax.lax.map(lambda W: solve_one(W, refs, dirs, s_max, target, tol), Ws,
+                           batch_size=batch_size)
+
+    return run
+
+
+def thresholds(
+    model: WPPM,
+    params: Params,
+    refs: ArrayLike,
+    num_directions: int = 16,
+    target: float = DEFAULT_TARGET,
+    *,
+    directions: ArrayLike | None = None,
+    task: Oddity | None = None,
+    num_grid: int = 12,
+    num_iterations: int = 20,
+    monotone_tol: float = 1e-3,
+    fit_centre: bool = True,
+    chunk_size: int = 64,
+    progress_bar: bool = False,
+) -> Thresholds:
+    """Discrimination thresholds at reference points, for MAP params or posterior draws.
+
+    See the module docstring for the method. Draws are solved in jitted chunks
+    of ``chunk_size`` (the progress bar counts draws).
+
+    Args:
+        model: The fitted :class:`~psyphy_pp.WPPM`.
+        params: ``{"W": W}`` with ``W`` of shape ``model.weights_shape``, or with
+            leading sample axes, e.g. ``(chains, draws) + weights_shape``.
+        refs: Reference points in model units, shape ``(R, D)``.
+        num_directions: Number of directions ``K`` (ignored if ``directions`` is given).
+        target: Target P(correct), in ``(1/3, 1)``.
+        directions: Directions to use instead, shape ``(K, D)`` (normalised here).
+        task: Deterministic likelihood to use (default: :func:`threshold_task`
+            of the model's task).
+        num_grid: Grid intervals used to bracket the root and check monotonicity.
+        num_iterations: Illinois (regula falsi) iterations.
+        monotone_tol: Largest fall of P(correct) between grid points still
+            counted as monotone.
+        fit_centre: Let the ellipse centre differ from the reference.
+        chunk_size: Draws per jitted call.
+        progress_bar: Show a progress bar over the draws.
+
+    Returns:
+        :class:`Thresholds` in model units (see :meth:`Thresholds.to_user`).
+
+    Raises:
+        ValueError: For invalid arguments (shapes, target, a task that is not
+            deterministic), before anything is compiled.
+
+    Examples:
+        >>> import jax, psyphy_pp as pp
+        >>> model = pp.WPPM(basis_degree=1, diag_term=1e-9, task=pp.Oddity(method="quadrature"))
+        >>> W = np.zeros(model.weights_shape)
+        >>> W[0, 0, :, :2] = 0.05 * np.eye(2)     # constant Sigma = 0.05^2 I
+        >>> th = pp.thresholds(model, {"W": W}, [[0.0, 0.0]], num_directions=8)
+        >>> th.distances.shape, bool(th.reached.all())
+        ((1, 8), True)
+        >>> round(float(th.distances.mean() / 0.05), 2)
+        2.55
+    """
+    if not isinstance(model, WPPM):
+        raise ValueError(f"model must be a psyphy_pp.WPPM, got {type(model).__name__}")
+    refs = check_stimuli("refs", refs, model.input_dim)
+    if not (isinstance(target, (int, float)) and 1.0 / 3.0 < float(target) < 1.0):
+        raise ValueError(f"target must be a probability in (1/3, 1), got {target!r}")
+    check_positive("num_grid", num_grid, integer=True)
+    if not isinstance(num_iterations, int) or num_iterations < 0:
+        raise ValueError(f"num_iterations must be a non-negative integer, got {num_iterations!r}")
+    if not (isinstance(monotone_tol, (int, float)) and monotone_tol >= 0):
+        raise ValueError(f"monotone_tol must be a number >= 0, got {monotone_tol!r}")
+    check_positive("chunk_size", chunk_size, integer=True)
+    if directions is None:
+        dirs = threshold_directions(num_directions, model.input_dim)
+    else:
+        dirs = np.asarray(directions, np.float64)
+        if dirs.ndim != 2 or dirs.shape[1] != model.input_dim or dirs.shape[0] == 0:
+            raise ValueError(
+                f"directions must have shape (K, {model.input_dim}), got {dirs.shape}"
+            )
+        norms = np.linalg.norm(dirs, axis=1)
+        if not np.all(np.isfinite(norms)) or np.any(norms == 0):
+            raise ValueError("directions must be finite and non-zero")
+        dirs = dirs / norms[:, None]
+    if task is None:
+        task = threshold_task(model.task, model.input_dim)
+    elif not isinstance(task, Oddity) or not task.deterministic:
+        raise ValueError(
+            "task must be a deterministic psyphy_pp.Oddity (method='quadrature', or "
+            f"fixed_noise=True), got {task!r}"
+        )
+    solver_model = dataclasses.replace(model, task=task)
+    W, sample_shape = _split_params(model, params)
+    if not np.all(np.isfinite(W)):
+        raise ValueError("params['W'] must be finite")
+
+    r, k, d = refs.shape[0], dirs.shape[0], model.input_dim
+    s_max = _box_distances(refs, dirs)
+    flat_refs = np.repeat(refs, k, axis=0)
+    flat_dirs = np.tile(dirs, (r, 1))
+    n_trials = r * k * (num_grid + 1)
+    batch = max(1, min(chunk_size, _TRIALS_PER_BATCH // n_trials))
+    run = _solver(solver_model, num_grid, num_iterations, batch)
+
+    dtype = jnp.result_type(float)
+    Ws = W.reshape((-1,) + model.weights_shape).astype(dtype)
+    n = Ws.shape[0]
+    size = min(chunk_size, n)
+    out_s, out_r, out_m = [], [], []
+    with progress(n, "thresholds", progress_bar and n > 1) as bar:
+        for start in range(0, n, size):
+            chunk = Ws[start:start + size]
+            m = chunk.shape[0]
+            if m < size:  # pad to one compiled shape
+                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], size - m, axis=0)])
+            s, re, mo = run(jnp.asarray(chunk), flat_refs, flat_dirs, s_max.reshape(-1),
+                            float(target), float(monotone_tol))
+            out_s.append(np.asarray(s, np.float64)[:m])
+            out_r.append(np.asarray(re)[:m])
+            out_m.append(np.asarray(mo)[:m])
+            bar.update(m)
+    shape = sample_shape + (r, k)
+    dist = np.concatenate(out_s).reshape(shape)
+    reached = np.concatenate(out_r).reshape(shape)
+    monotone = np.concatenate(out_m).reshape(shape)
+    dist = np.clip(dist, 0.0, s_max)
+    pts = refs[:, None, :] + dist[..., None] * dirs
+    ell = fit_ellipses(refs, pts, mask=reached, fit_centre=fit_centre)
+    return Thresholds(
+        refs=refs, directions=dirs, distances=dist,
+        reached=reached, monotone=monotone, max_distances=s_max, ellipses=ell,
+        target=float(target),
+    )
+
+
+def psychometric_curves(
+    model: WPPM,
+    params: Params,
+    refs: ArrayLike,
+    directions: ArrayLike,
+    distances: ArrayLike,
+    *,
+    task: Oddity | None = None,
+) -> np.ndarray:
+    """P(correct) along rays from references: the psychometric functions.
+
+    Comparisons ``r + s e`` are clipped to the box ``[-1, 1]^D``.
+
+    Args:
+        model: The model.
+        params: ``{"W": W}``, optionally with leading sample axes.
+        refs: References in model units, shape ``(R, D)``.
+        directions: Directions, shape ``(K, D)`` (normalised here).
+        distances: Distances ``s``, shape ``(G,)``.
+        task: Deterministic likelihood (default :func:`threshold_task`).
+
+    Returns:
+        P(correct), shape ``(*S, R, K, G)``.
+
+    Examples:
+        >>> import psyphy_pp as pp
+        >>> model = pp.WPPM(basis_degree=1)
+        >>> W = np.zeros(model.weights_shape); W[0, 0, :, :2] = 0.05 * np.eye(2)
+        >>> p = psychometric_curves(model, {"W": W}, [[0.0, 0.0]], [[1.0, 0.0]], [0.0, 0.5])
+        >>> p.shape, bool(abs(p[0, 0, 0] - 1 / 3) < 1e-3), bool(p[0, 0, 1] > 0.99)
+        ((1, 1, 2), True, True)
+    """
+    refs = check_stimuli("refs", refs, model.input_dim)
+    dirs = np.asarray(directions, np.float64)
+    if dirs.ndim != 2 or dirs.shape[1] != model.input_dim:
+        raise ValueError(f"directions must have shape (K, {model.input_dim}), got {dirs.shape}")
+    dirs = dirs / np.linalg.norm(dirs, axis=1, keepdims=True)
+    s = np.asarray(distances, np.float64).reshape(-1)
+    task = threshold_task(model.task, model.input_dim) if task is None else task
+    if not task.deterministic:
+        raise ValueError(f"task must be deterministic, got {task!r}")
+    m = dataclasses.replace(model, task=task)
+    W, sample_shape = _split_params(model, params)
+    comps = np.clip(refs[:, None, None, :] + s[:, None] * dirs[:, None, :], -1.0, 1.0)
+    rr = np.broadcast_to(refs[:, None, None, :], comps.shape).reshape(-1, model.input_dim)
+    cc = comps.reshape(-1, model.input_dim)
+    Ws = W.reshape((-1,) + model.weights_shape).astype(jnp.result_type(float))
+    batch = max(1, _TRIALS_PER_BATCH // rr.shape[0])
+    out = np.asarray(_curve_fn(m, batch)(jnp.asarray(Ws), rr, cc), np.float64)
+    return out.reshape(sample_shape + comps.shape[:-1])
+
+
+@functools.lru_cache(maxsize=16)
+def _curve_fn(model: WPPM, batch_size: int):
+    """Jitted ``(Ws, refs, comps) -> P(correct)`` over draws, ``(S, N)``."""
+
+    @jax.jit
+    def run(Ws, refs, comps):
+        return jax.lax.map(lambda W: model.prob_correct({SITE_W: W}, refs, comps), Ws,
+                           batch_size=batch_size)
+
+    return run
+

@@ -1,0 +1,149 @@
+"""The psyphy-pp command line, called through ``main([...])``."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import psyphy_pp as pp
+from psyphy_pp.cli import main
+
+SMALL_MODEL = ["--basis-degree", "1"]
+
+
+@pytest.mark.parametrize("command", [[], ["simulate"], ["fit"], ["thresholds"], ["plot"]])
+def test_help_for_each_command(command, capsys):
+    assert main(command + ["--help"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: psyphy-pp")
+
+
+def test_version_and_no_command(capsys):
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"psyphy-pp {pp.__version__}"
+    assert main([]) == 2
+
+
+@pytest.fixture(scope="module")
+def simulated(tmp_path_factory):
+    """``psyphy-pp simulate`` in RGB-like units, then ``psyphy-pp fit`` (MAP)."""
+    d = tmp_path_factory.mktemp("cli")
+    csv = d / "trials.csv"
+    assert main(["simulate", str(csv), *SMALL_MODEL, "--grid-size", "3", "--trials-per-ref", "20",
+                 "--low", "0", "0", "--high", "255", "255", "--names", "R", "G", "--seed", "1"]) == 0
+    # Monte Carlo likelihood: the quadrature likelihood's gradient can be NaN where
+    # P(correct) rounds to 1 in float32 (reported separately), which a random
+    # initial value can hit.
+    assert main(["fit", str(csv), "--out", str(d / "fit"), *SMALL_MODEL, "--num-steps", "20",
+                 "--likelihood", "mc", "--mc-samples", "50", "--no-progress"]) == 0
+    return d
+
+
+@pytest.mark.slow  # shares the simulate + fit fixture (~15-45 s)
+def test_simulate_writes_csv_and_truth(simulated):
+    data = pp.TrialData.from_csv(simulated / "trials.csv")
+    assert data.num_trials == 9 * 20
+    assert data.normalization == pp.Normalization([0, 0], [255, 255], names=["R", "G"])
+    truth = pp.load_fit(simulated / "trials_truth.npz")
+    assert truth.method == "truth" and truth.model.diag_term == 1e-9
+
+
+@pytest.mark.slow  # shares the simulate + fit fixture (~15-45 s)
+def test_fit_writes_fit_params_summary(simulated, capsys):
+    out = simulated / "fit"
+    fit = pp.load_fit(out / "fit.npz")
+    assert fit.kind == "point" and fit.losses.shape == (20,)
+    assert fit.normalization.low == (0.0, 0.0) and fit.data.num_trials == 180
+    with np.load(out / "params.npz") as f:
+        np.testing.assert_array_equal(f["W"], fit.params["W"])
+    summary = (out / "summary.txt").read_text()
+    assert "180 trials" in summary and "box low=[0.0, 0.0] high=[255.0, 255.0]" in summary
+    if hasattr(pp, "to_arviz") and (out / "inference.nc").exists():
+        import arviz as az
+
+        assert "posterior" in az.from_netcdf(out / "inference.nc").groups()
+
+
+@pytest.mark.slow  # shares the simulate + fit fixture (~15-45 s)
+def test_thresholds_command_writes_user_unit_ellipses(simulated, capsys):
+    fit_path = simulated / "fit" / "fit.npz"
+    assert main(["thresholds", str(fit_path), "--num-directions", "8", "--no-progress",
+                 "--points", str(simulated / "points.csv")]) == 0
+    assert "9 references x 8 directions" in capsys.readouterr().out
+    lines = (simulated / "fit" / "thresholds.csv").read_text().splitlines()
+    assert lines[0].startswith("ref_0,ref_1,centre_0,centre_1,axis_0,axis_1,angle_deg")
+    assert len(lines) == 1 + 9
+    refs = np.array([[float(v) for v in line.split(",")[:2]] for line in lines[1:]])
+    assert refs.min() == 0.0 and refs.max() == 255.0  # the data's units
+    assert len((simulated / "points.csv").read_text().splitlines()) == 1 + 9 * 8
+
+
+@pytest.mark.slow  # shares the simulate + fit fixture (~15-45 s)
+def test_plot_command_writes_pngs(simulated, capsys):
+    out = simulated / "plots"
+    assert main(["plot", str(simulated / "fit" / "fit.npz"), "--truth",
+                 str(simulated / "trials_truth.npz"), "--out", str(out), "--num-directions", "8",
+                 "--no-progress", "--dpi", "50"]) == 0
+    for name in ("thresholds.png", "psychometric.png", "losses.png"):
+        assert (out / name).read_bytes()[:4] == b"\x89PNG"
+
+
+def one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "Traceback" not in err
+    return err
+
+
+@pytest.mark.parametrize(
+    "csv_text, extra, message",
+    [
+        ("ref_0,ref_1,comp_0,response\n0,0,0,1\n", [], "missing column(s) comp_1"),
+        ("ref_0,ref_1,comp_0,comp_1,response\n0,0,0.1,x,1\n", [], "line 2 (trial 0), column comp_1: expected a number"),
+        ("ref_0,ref_1,comp_0,comp_1,response\n0,0,0.1,0,3\n", [], "column response: expected 0 or 1"),
+        ("ref_0,ref_1,comp_0,comp_1,response\n100,0,0.1,0,1\n", [], "column ref_0: value 100.0 lies outside [-1, 1]"),
+        ("ref_0,ref_1,comp_0,comp_1,response\n0,0,0.1,0,1\n", ["--low", "0", "0"], "--low and --high must be given together"),
+        ("ref_0,ref_1,comp_0,comp_1,response\n0,0,0.1,0,1\n", ["--basis-degree", "-1"], "basis_degree must be a non-negative integer"),
+    ],
+    ids=["missing-columns", "non-numeric", "bad-response", "out-of-range", "half-box", "bad-setting"],
+)
+def test_fit_bad_input_exits_with_one_line_reason(tmp_path, capsys, csv_text, extra, message):
+    path = tmp_path / "bad.csv"
+    path.write_text(csv_text)
+    assert main(["fit", str(path), "--no-progress", *extra]) == 1
+    err = one_line_error(capsys)
+    assert err.startswith("psyphy-pp fit: error: ") and message in err
+
+
+def test_missing_files_and_usage_errors(tmp_path, capsys):
+    assert main(["fit", str(tmp_path / "nope.csv")]) == 1
+    assert "No such file or directory" in one_line_error(capsys)
+    assert main(["thresholds", str(tmp_path / "nope.npz")]) == 1
+    assert "nope.npz" in one_line_error(capsys)
+    (tmp_path / "junk.npz").write_text("junk")
+    assert main(["plot", str(tmp_path / "junk.npz")]) == 1
+    assert "is not a psyphy_pp fit file" in one_line_error(capsys)
+    assert main(["fit", "x.csv", "--method", "laplace"]) == 2
+    assert "invalid choice: 'laplace'" in one_line_error(capsys)
+    assert main(["frobnicate"]) == 2
+    one_line_error(capsys)
+
+
+@pytest.mark.slow
+def test_fit_nuts_writes_posterior_and_bands(simulated, capsys):
+    if not hasattr(pp, "fit_nuts"):
+        pytest.skip("psyphy_pp.fit_nuts is not available")
+    out = simulated / "nuts"
+    assert main(["fit", str(simulated / "trials.csv"), "--out", str(out), *SMALL_MODEL,
+                 "--method", "nuts", "--num-steps", "20", "--likelihood", "mc",
+                 "--num-warmup", "30", "--num-draws", "20", "--num-chains", "1",
+                 "--no-progress"]) == 0
+    fit = pp.load_fit(out / "fit.npz")
+    assert fit.kind == "posterior" and fit.sample_shape == (1, 20)
+    assert "NUTS: 1 chains x 20 draws" in (out / "summary.txt").read_text()
+    assert main(["thresholds", str(out / "fit.npz"), "--num-directions", "6",
+                 "--no-progress"]) == 0
+    header = (out / "thresholds.csv").read_text().splitlines()[0].split(",")
+    assert {"axis_0_lower", "axis_0_upper", "axis_1_lower", "axis_1_upper"} <= set(header)
+    assert main(["plot", str(out / "fit.npz"), "--num-directions", "6", "--no-progress",
+                 "--dpi", "50"]) == 0
+    assert (out / "thresholds.png").exists()

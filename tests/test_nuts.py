@@ -1,0 +1,151 @@
+"""fit_nuts: deterministic likelihood, argument checks and posterior quality on P-small."""
+
+import dataclasses
+
+import jax
+import numpy as np
+import pytest
+
+import psyphy_pp as pp
+from psyphy_pp._warnings import PsyphyWarning
+from psyphy_pp.diagnostics import posterior_sigma
+from psyphy_pp.nuts import _choose_task, _resolve_chain_method, deterministic_task
+from tests.conftest import make_problem
+
+TINY = dict(num_warmup=10, num_samples=5, num_chains=1, progress_bar=False)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """A problem small enough for NUTS smoke tests (24 weights, 40 trials)."""
+    return make_problem(grid_size=2, trials_per_ref=10, basis_degree=1)
+
+
+@pytest.fixture(scope="module")
+def tiny_posterior(tiny):
+    """Two very short chains on the default (fresh-noise) task, started from the truth."""
+    model, truth, data = tiny
+    return pp.fit_nuts(model, data, init_params=truth, num_warmup=5, num_samples=4,
+                       num_chains=2, seed=1, progress_bar=False)
+
+
+def test_deterministic_task_picks_quadrature_in_2d_and_fixed_noise_elsewhere():
+    assert deterministic_task(pp.Oddity(), 2) == pp.Oddity(method="quadrature")
+    t3 = deterministic_task(pp.Oddity(num_samples=500, bandwidth=0.05), 3)
+    assert (t3.method, t3.fixed_noise, t3.num_samples, t3.bandwidth) == ("mc", True, 2000, 0.05)
+    assert deterministic_task(pp.Oddity(num_samples=4000), 3).num_samples == 4000
+    fixed = pp.Oddity(fixed_noise=True, num_samples=50)
+    assert deterministic_task(fixed, 3) is fixed
+
+
+def test_fit_nuts_result_layout_and_recorded_task(tiny, tiny_posterior):
+    model, _, data = tiny
+    post = tiny_posterior
+    assert model.task.needs_key  # the default fresh-noise Monte Carlo task
+    assert post.samples["W"].shape == (2, 4) + model.weights_shape
+    for name in ("diverging", "energy", "lp", "num_steps", "tree_depth", "step_size",
+                 "accept_prob"):
+        assert post.sample_stats[name].shape == (2, 4), name
+    assert post.sample_stats["diverging"].dtype == bool
+    np.testing.assert_array_equal(
+        post.sample_stats["tree_depth"],
+        np.floor(np.log2(post.sample_stats["num_steps"])).astype(int) + 1)
+    assert post.model.task == pp.Oddity(method="quadrature")
+    assert "deterministic counterpart" in post.task_note and "quadrature" in post.task_note
+    assert post.settings["chain_method"] == (
+        "parallel" if len(jax.devices()) >= 2 else "sequential")
+    assert post.method == "nuts" and "NutsResult(num_chains=2, num_samples=4" in repr(post)
+    assert post.data is data
+
+
+def test_fit_nuts_init_params_is_one_argument_away(tiny, tiny_posterior):
+    _, truth, _ = tiny
+    assert tiny_posterior.settings["init"].startswith("init_params")
+    # both chains start at the truth: after five short warmup steps they are still close
+    W = tiny_posterior.samples["W"]
+    assert np.max(np.abs(W - np.asarray(truth["W"]))) < 0.5
+
+
+def test_fit_nuts_explicit_task_overrides_the_choice(tiny):
+    model, _, _ = tiny
+    task = pp.Oddity(fixed_noise=True, num_samples=64)
+    used, note = _choose_task(model, task)
+    assert used.task is task and "explicitly" in note
+    used, note = _choose_task(dataclasses.replace(model, task=task), None)
+    assert used.task is task and "already deterministic" in note
+    with pytest.raises(ValueError, match="quadrature.*needs input_dim == 2"):
+        _choose_task(pp.WPPM(input_dim=3, basis_degree=1), pp.Oddity(method="quadrature"))
+
+
+def test_fit_nuts_rejects_a_fresh_noise_task(tiny):
+    model, _, data = tiny
+    with pytest.raises(ValueError, match="NUTS needs a deterministic log density") as e:
+        pp.fit_nuts(model, data, task=pp.Oddity(fixed_noise=False), **TINY)
+    msg = str(e.value)
+    assert "fixed_noise=True" in msg and "method='quadrature'" in msg
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(num_warmup=0), "num_warmup"),
+        (dict(num_samples=-3), "num_samples"),
+        (dict(num_chains=1.5), "num_chains"),
+        (dict(seed=-1), "seed"),
+        (dict(target_accept_prob=1.0), "target_accept_prob"),
+        (dict(target_accept_prob=0.0), "target_accept_prob"),
+        (dict(chain_method="threads"), "chain_method must be one of"),
+        (dict(init_params={"W": np.zeros((2, 2))}), "shape"),
+        (dict(init_params={"W": np.full((2, 2, 2, 3), np.nan)}), "finite"),
+        (dict(task="quadrature"), "task must be"),
+        (dict(progress_bar="no"), "progress_bar"),
+    ],
+    ids=lambda v: str(v)[:40],
+)
+def test_fit_nuts_validates_arguments_up_front(tiny, kwargs, match):
+    model, _, data = tiny
+    settings = dict(TINY) | kwargs
+    with pytest.raises(ValueError, match=match):
+        pp.fit_nuts(model, data, **settings)
+
+
+def test_chain_method_parallel_without_devices_warns_and_runs_sequentially():
+    n = len(jax.devices())
+    assert _resolve_chain_method("auto", n + 1) == "sequential"
+    assert _resolve_chain_method("auto", 1) == "sequential"
+    assert _resolve_chain_method("vectorized", n + 1) == "vectorized"
+    if n >= 2:
+        assert _resolve_chain_method("auto", 2) == "parallel"
+    with pytest.warns(PsyphyWarning, match="set_host_device_count"):
+        assert _resolve_chain_method("parallel", n + 1) == "sequential"
+
+
+@pytest.fixture(scope="module")
+def p_small_posterior():
+    """NUTS on P-small (default fresh-noise task -> quadrature), started from a MAP fit."""
+    problem = make_problem()
+    model, _, data = problem
+    quad = dataclasses.replace(model, task=pp.Oddity(method="quadrature"))
+    fit = pp.fit_map(quad, data, num_steps=300, learning_rate=1e-4, progress_bar=False)
+    post = pp.fit_nuts(model, data, init_params=fit.params, num_warmup=300, num_samples=400,
+                       num_chains=2, seed=0, progress_bar=False)
+    return problem, post
+
+
+@pytest.mark.slow
+def test_fit_nuts_converges_on_sigma_and_covers_the_truth(p_small_posterior):
+    import arviz as az
+
+    (model, truth, data), post = p_small_posterior
+    assert post.model.task.method == "quadrature"
+    assert post.num_divergences == 0
+    idata = pp.to_arviz(post)
+    summary = az.summary(idata, var_names=["Sigma"], kind="diagnostics", round_to="none")
+    assert len(summary) == 9 * 4
+    assert summary["r_hat"].max() < 1.01, summary.sort_values("r_hat").tail()
+    assert summary["ess_bulk"].min() > 100, summary.sort_values("ess_bulk").head()
+    ci = posterior_sigma(post, prob=0.9)
+    true_sigma = np.asarray(model.covariance(truth, ci.points), np.float64)
+    iu = np.triu_indices(2)
+    inside = ci.contains(true_sigma)[:, iu[0], iu[1]]  # (point, entry) pairs, no duplicates
+    assert inside.mean() >= 0.8, inside

@@ -1,0 +1,318 @@
+"""Thresholds: root finding on P(correct), ellipse fits, posterior bands and plots."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import matplotlib
+import numpy as np
+import pytest
+
+import psyphy_pp as pp
+from psyphy_pp.thresholds import (
+    _solver,
+    fit_ellipses,
+    threshold_directions,
+    threshold_task,
+)
+from tests.reference import oddity_prob_reference
+
+matplotlib.use("Agg")
+
+SIGMA = 0.05
+
+
+def constant_model(input_dim: int = 2, task: pp.Oddity | None = None) -> pp.WPPM:
+    """A degree-1 model whose field is constant when only W[0, ..., 0] is non-zero."""
+    task = task or (pp.Oddity(method="quadrature") if input_dim == 2
+                    else pp.Oddity(method="mc", fixed_noise=True, num_samples=4000))
+    return pp.WPPM(input_dim=input_dim, basis_degree=1, extra_dims=1, diag_term=1e-9, task=task)
+
+
+def constant_params(model: pp.WPPM, U0: np.ndarray) -> dict:
+    """``{"W": W}`` with ``Sigma(x) = U0 U0^T + diag_term I`` everywhere."""
+    W = np.zeros(model.weights_shape)
+    W[(0,) * model.input_dim] = U0
+    return {"W": W}
+
+
+def isotropic_U0(d: int, sigma: float = SIGMA) -> np.ndarray:
+    return np.concatenate([sigma * np.eye(d), np.zeros((d, 1))], axis=1)
+
+
+def reference_threshold_in_sigmas(num_samples: int = 200_000, iterations: int = 12):
+    """Solve P(correct)(s) = 2/3 for Sigma = I by bisection on the numpy Monte Carlo
+    reference (common random numbers); return (s, its standard error)."""
+    S = np.eye(2)
+
+    def p(s):
+        return oddity_prob_reference(S, S, np.zeros(2), np.array([s, 0.0]),
+                                     num_samples=num_samples, seed=1)
+
+    lo, hi = 2.3, 2.8
+    for _ in range(iterations):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if p(mid)[0] < 2.0 / 3.0 else (lo, mid)
+    s = 0.5 * (lo + hi)
+    slope = (p(s + 0.1)[0] - p(s - 0.1)[0]) / 0.2
+    return s, p(s)[1] / slope
+
+
+def test_thresholds_isotropic_match_numpy_reference():
+    model = constant_model()
+    params = constant_params(model, isotropic_U0(2))
+    refs = np.array([[0.0, 0.0], [0.3, -0.2], [-0.5, 0.6]])
+    th = pp.thresholds(model, params, refs, num_directions=8)
+    assert th.distances.shape == (3, 8)
+    assert th.reached.all() and th.monotone.all() and th.ellipses.ok.all()
+    s_ref, s_err = reference_threshold_in_sigmas()
+    ratio = th.distances / SIGMA
+    # Monte Carlo error of the independent solution, plus the quadrature's ~1e-3.
+    np.testing.assert_allclose(ratio, s_ref, atol=4 * s_err + 2e-3)
+    # DESIGN.md: "s is about 2.554 sigma in 2D".
+    np.testing.assert_allclose(ratio, 2.554, rtol=2e-3)
+    # The points lie on a circle of that radius, and so does the fitted ellipse.
+    np.testing.assert_allclose(np.linalg.norm(th.points - refs[:, None], axis=-1), th.distances)
+    np.testing.assert_allclose(th.ellipses.axes, th.distances.mean(), rtol=1e-3)
+    np.testing.assert_allclose(th.ellipses.centre, refs, atol=1e-4)
+
+
+def test_thresholds_3d_isotropic_fixed_noise_monte_carlo():
+    model = constant_model(3)
+    th = pp.thresholds(model, constant_params(model, isotropic_U0(3)), [[0.0, 0.0, 0.0]],
+                       num_directions=10)
+    assert th.directions.shape == (10, 3) and th.reached.all()
+    # DESIGN.md: about 2.717 sigma in 3D; fixed-noise Monte Carlo (4000 samples,
+    # bandwidth 1e-2) carries a bias of a percent or so.
+    np.testing.assert_allclose(th.distances / SIGMA, 2.717, rtol=0.03)
+    assert th.ellipses.axes.shape == (1, 3) and th.ellipses.ok.all()
+
+
+def test_thresholds_scale_linearly_with_sigma(rng):
+    model = constant_model()
+    U0 = SIGMA * rng.normal(size=(2, 3))
+    refs = np.array([[0.0, 0.0], [0.2, 0.4]])
+    th1 = pp.thresholds(model, constant_params(model, U0), refs, num_directions=12)
+    th2 = pp.thresholds(model, constant_params(model, 2.0 * U0), refs, num_directions=12)
+    assert th1.reached.all() and th2.reached.all()
+    np.testing.assert_allclose(th2.distances, 2.0 * th1.distances, rtol=2e-3)
+    np.testing.assert_allclose(th2.ellipses.axes, 2.0 * th1.ellipses.axes, rtol=2e-3)
+    np.testing.assert_allclose(th2.ellipses.angle, th1.ellipses.angle, atol=2e-3)
+    # With constant noise the threshold ellipse is a fixed multiple of Sigma's.
+    S = U0 @ U0.T
+    w = np.sqrt(np.linalg.eigvalsh(S))[::-1]
+    np.testing.assert_allclose(th1.ellipses.axes / w, 2.5518, rtol=3e-3)
+
+
+def test_thresholds_target_not_reached_is_reported_not_nan():
+    model = constant_model()
+    params = constant_params(model, isotropic_U0(2, sigma=0.3))  # threshold ~0.77
+    refs = np.array([[0.0, 0.0], [0.9, 0.0], [1.0, 1.0]])
+    th = pp.thresholds(model, params, refs, num_directions=8)
+    for arr in (th.distances, th.points, th.ellipses.centre, th.ellipses.matrix,
+                th.ellipses.axes, th.ellipses.rotation):
+        assert np.all(np.isfinite(arr))
+    assert th.reached[0].all()
+    # From x = 0.9 the box ends 0.1 away along +x: not reached, distance = box edge.
+    assert not th.reached[1, 0] and th.distances[1, 0] == pytest.approx(0.1)
+    assert th.reached[1, 4]  # along -x there is room
+    # From the corner, directions pointing out of the box have zero room.
+    assert not th.reached[2, 0] and th.distances[2, 0] == 0.0
+    np.testing.assert_allclose(th.distances[~th.reached], th.max_distances[~th.reached])
+    assert not th.ellipses.ok[2]  # too few reached directions: placeholder circle
+    assert th.table()["num_reached"].tolist() == [8, int(th.reached[1].sum()), int(th.reached[2].sum())]
+
+
+def test_thresholds_target_above_reach_of_the_box_everywhere():
+    model = constant_model()
+    th = pp.thresholds(model, constant_params(model, isotropic_U0(2, sigma=2.0)), [[0.0, 0.0]],
+                       num_directions=4)
+    assert not th.reached.any()
+    np.testing.assert_allclose(th.distances, 1.0)
+    assert np.isfinite(th.ellipses.axes).all() and not th.ellipses.ok.any()
+
+
+def test_thresholds_flags_non_monotone_psychometric_function():
+    # A prior draw whose noise changes fast near the corner: P(correct) first
+    # dips below chance along +x from (-1, -1) (checked against tests/reference.py).
+    import jax
+
+    model = pp.WPPM(basis_degree=4, diag_term=1e-4, task=pp.Oddity(method="quadrature"))
+    truth = model.sample_prior(jax.random.PRNGKey(123))
+    th = pp.thresholds(model, truth, [[-1.0, -1.0]], directions=[[1.0, 0.0]])
+    assert th.monotone.tolist() == [[False]] and th.reached.all()
+    iso = constant_model()
+    th = pp.thresholds(iso, constant_params(iso, isotropic_U0(2)), [[-1.0, -1.0]],
+                       directions=[[1.0, 0.0]])
+    assert th.monotone.tolist() == [[True]]
+
+
+def test_thresholds_posterior_draws_give_bands():
+    model = constant_model()
+    factors = np.array([[0.8, 1.0, 1.2], [0.9, 1.1, 1.0]])
+    W = constant_params(model, isotropic_U0(2))["W"]
+    draws = {"W": factors[..., None, None, None, None] * W}  # (chains=2, draws=3, ...)
+    refs = np.array([[0.0, 0.0], [0.5, 0.5]])
+    th = pp.thresholds(model, draws, refs, num_directions=6, chunk_size=4)
+    assert th.sample_shape == (2, 3)
+    assert th.distances.shape == (2, 3, 2, 6) and th.ellipses.axes.shape == (2, 3, 2, 2)
+    one = pp.thresholds(model, {"W": draws["W"][1, 2]}, refs, num_directions=6)
+    np.testing.assert_allclose(th.distances[1, 2], one.distances, rtol=1e-6)
+    np.testing.assert_allclose(th.distances / factors[..., None, None],
+                               np.broadcast_to(one.distances, th.distances.shape), rtol=2e-3)
+    lo, med, hi = th.band(0.9)
+    assert lo.shape == med.shape == hi.shape == (2, 6)
+    assert np.all(lo <= med) and np.all(med <= hi) and np.all(lo < hi)
+    np.testing.assert_allclose(med, one.distances, rtol=2e-3)
+    point = th.median()
+    assert point.sample_shape == () and point.ellipses.ok.all()
+    table = th.table(prob=0.9)
+    assert np.all(table["axis_0_lower"] < table["axis_0"]) and np.all(table["axis_0"] < table["axis_0_upper"])
+
+
+def test_thresholds_reuse_the_compiled_solver():
+    model = constant_model()
+    params = constant_params(model, isotropic_U0(2))
+    pp.thresholds(model, params, [[0.0, 0.0]], num_directions=4)
+    hits = _solver.cache_info().hits
+    pp.thresholds(model, constant_params(model, isotropic_U0(2, 0.07)), [[0.1, 0.0]],
+                  num_directions=4)
+    assert _solver.cache_info().hits == hits + 1
+
+
+def test_thresholds_in_user_units():
+    model = constant_model()
+    th = pp.thresholds(model, constant_params(model, isotropic_U0(2)), [[0.0, 0.0], [0.4, -0.4]],
+                       num_directions=8)
+    norm = pp.Normalization([0.0, 10.0], [255.0, 20.0], names=["R", "G"])
+    user = th.to_user(norm)
+    assert user.normalization is norm
+    np.testing.assert_allclose(user.points, norm.to_user(th.points))
+    np.testing.assert_allclose(user.refs, norm.to_user(th.refs))
+    np.testing.assert_allclose(np.linalg.norm(user.directions, axis=-1), 1.0)
+    # The user-unit ellipse passes through the user-unit points.
+    e = user.ellipses
+    x = user.points - e.centre[:, None]
+    q = np.einsum("rki,rij,rkj->rk", x, np.linalg.inv(e.matrix), x)
+    np.testing.assert_allclose(q, 1.0, atol=2e-3)
+    np.testing.assert_allclose(e.axes[0], 2.554 * SIGMA * norm.scale[[0, 1]], rtol=3e-3)
+    with pytest.raises(ValueError, match="already in user units"):
+        user.to_user(norm)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(target=1 / 3), r"target must be a probability in \(1/3, 1\)"),
+        (dict(target=1.0), r"target must be a probability in \(1/3, 1\)"),
+        (dict(refs=[[0.0, 1.5]]), r"refs must lie in \[-1, 1\]"),
+        (dict(refs=[[0.0, 0.0, 0.0]]), r"refs must have shape \(N, 2\)"),
+        (dict(params={"W": np.zeros((3, 2, 2, 3))}), r"params\['W'\] must have shape"),
+        (dict(task=pp.Oddity(method="mc")), "task must be a deterministic"),
+        (dict(num_directions=0), "num_directions must be a positive integer"),
+        (dict(directions=[[0.0, 0.0]]), "directions must be finite and non-zero"),
+        (dict(num_grid=0), "num_grid must be a positive integer"),
+    ],
+    ids=["target-chance", "target-one", "refs-box", "refs-dim", "params-shape", "task-noisy",
+         "no-directions", "zero-direction", "num-grid"],
+)
+def test_thresholds_rejects_bad_input(kwargs, message):
+    model = constant_model()
+    args = dict(params=constant_params(model, isotropic_U0(2)), refs=[[0.0, 0.0]])
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=message):
+        pp.thresholds(model, args.pop("params"), args.pop("refs"), **args)
+
+
+def test_threshold_task_makes_the_likelihood_deterministic():
+    assert threshold_task(pp.Oddity(), 2).method == "quadrature"
+    t3 = threshold_task(pp.Oddity(num_samples=100), 3)
+    assert t3.fixed_noise and t3.num_samples == 2000
+    fixed = pp.Oddity(fixed_noise=True)
+    assert threshold_task(fixed, 2) is fixed
+
+
+def test_threshold_directions_are_unit_vectors():
+    for d in (1, 2, 3, 4):
+        dirs = threshold_directions(10, d)
+        assert dirs.shape == (10, d)
+        np.testing.assert_allclose(np.linalg.norm(dirs, axis=1), 1.0)
+    dirs = threshold_directions(8, 2)
+    np.testing.assert_allclose(dirs[:4], -dirs[4:], atol=1e-12)  # antipodal pairs
+
+
+def test_fit_ellipses_recovers_an_offset_rotated_ellipse():
+    t = np.linspace(0, 2 * np.pi, 12, endpoint=False)
+    a, b, phi, c = 0.3, 0.1, 0.4, np.array([0.02, -0.01])
+    R = np.array([[np.cos(phi), -np.sin(phi)], [np.sin(phi), np.cos(phi)]])
+    pts = c + (np.stack([a * np.cos(t), b * np.sin(t)], -1) @ R.T)
+    e = fit_ellipses(np.zeros((1, 2)), pts[None])
+    np.testing.assert_allclose(e.centre[0], c, atol=1e-12)
+    np.testing.assert_allclose(e.axes[0], [a, b], rtol=1e-10)
+    np.testing.assert_allclose(e.angle[0], phi, atol=1e-10)
+    assert e.ok.all()
+    # Without the centre (or with only half of the points) the fit is centred on the ref.
+    centred = fit_ellipses(np.zeros((1, 2)), (pts - c)[None], mask=(t < np.pi)[None])
+    np.testing.assert_allclose(centred.centre[0], 0.0)
+    np.testing.assert_allclose(centred.axes[0], [a, b], rtol=1e-10)
+    # Two points cannot fix an ellipse: a finite placeholder, flagged.
+    few = fit_ellipses(np.zeros((1, 2)), pts[None], mask=(np.arange(12) < 2)[None])
+    assert not few.ok[0] and np.isfinite(few.axes).all()
+
+
+def test_psychometric_curves_rise_from_chance():
+    model = constant_model()
+    params = constant_params(model, isotropic_U0(2))
+    s = np.linspace(0.0, 0.3, 7)
+    p = pp.psychometric_curves(model, params, [[0.0, 0.0]], [[1.0, 0.0], [0.0, 1.0]], s)
+    assert p.shape == (1, 2, 7)
+    assert abs(p[0, 0, 0] - 1 / 3) < 1e-3 and np.all(np.diff(p) > 0)
+    import jax
+
+    # (jitted: model.prob_correct runs op by op otherwise, which is slow for quadrature)
+    direct = jax.jit(lambda W: model.prob_correct({"W": W}, np.zeros((1, 2)),
+                                                  np.array([[0.15, 0.0]])))(params["W"])
+    np.testing.assert_allclose(p[0, 0, 3], direct[0], rtol=1e-5)
+    draws = {"W": np.stack([params["W"], 2 * params["W"]])}
+    assert pp.psychometric_curves(model, draws, [[0.0, 0.0]], [[1.0, 0.0]], s).shape == (2, 1, 1, 7)
+
+
+def test_threshold_tables_and_csv(tmp_path):
+    model = constant_model()
+    th = pp.thresholds(model, constant_params(model, isotropic_U0(2)), [[0.0, 0.0]],
+                       num_directions=4)
+    th.to_csv(tmp_path / "t.csv")
+    th.to_csv(tmp_path / "p.csv", points=True)
+    header, row = (tmp_path / "t.csv").read_text().splitlines()
+    assert header.split(",") == ["ref_0", "ref_1", "centre_0", "centre_1", "axis_0", "axis_1",
+                                 "angle_deg", "num_reached", "monotone", "ellipse_ok"]
+    assert float(row.split(",")[4]) == th.ellipses.axes[0, 0]  # full precision
+    lines = (tmp_path / "p.csv").read_text().splitlines()
+    assert len(lines) == 1 + 4 and lines[0].startswith("ref_0,ref_1,dir_0,dir_1,distance")
+
+
+def test_plot_threshold_field_and_psychometric_panel():
+    import matplotlib.pyplot as plt
+
+    from psyphy_pp.plotting import plot_psychometric_curves, plot_threshold_field
+
+    model = constant_model()
+    params = constant_params(model, isotropic_U0(2))
+    refs = np.array([[0.0, 0.0], [0.5, -0.5], [1.0, 1.0]])
+    point = pp.thresholds(model, params, refs, num_directions=8)
+    draws = {"W": np.stack([0.9 * params["W"], params["W"], 1.1 * params["W"]])}
+    post = pp.thresholds(model, draws, refs, num_directions=8)
+    fig = plot_threshold_field(point, truth=point)
+    assert len(fig.axes[0].patches) == 2 * len(refs)
+    fig = plot_threshold_field(post, truth=point)
+    assert len(fig.axes[0].patches) == 3 * len(refs)  # bands, medians, truth
+    norm = pp.Normalization([0, 0], [255, 255])
+    fig = plot_threshold_field(point.to_user(norm))
+    assert fig.axes[0].get_xlim()[1] > 255
+    fig = plot_psychometric_curves(model, draws, refs[:2], [[1.0, 0.0], [0.0, 1.0]],
+                                   normalization=norm)
+    assert len(fig.axes) == 2 and len(fig.axes[0].lines) == 2 + 2
+    plt.close("all")
+    with pytest.raises(ValueError, match="input_dim 2"):
+        plot_threshold_field(dataclasses.replace(
+            point, refs=np.zeros((3, 3)), directions=np.zeros((8, 3))))
