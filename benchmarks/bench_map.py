@@ -27,6 +27,7 @@ def configs(num_steps: int):
     return {
         "default fit_map (MC M=500, SGD lr 1e-4 m 0.9)": (mc, dict(num_steps=num_steps)),
         "quadrature, SGD lr 1e-4 m 0.9": (quad, dict(num_steps=num_steps)),
+        "quadrature, SGD lr 3e-4 m 0.9": (quad, dict(num_steps=num_steps, learning_rate=3e-4)),
         "quadrature, Adam lr 3e-3": (quad, dict(num_steps=num_steps, optimizer=optax.adam(3e-3))),
         "quadrature, Adam lr 1e-2": (quad, dict(num_steps=num_steps, optimizer=optax.adam(1e-2))),
     }
@@ -51,7 +52,7 @@ def main(argv=None) -> int:
                                          trials_per_ref=args.trials_per_ref, key=jax.random.PRNGKey(3))
     data = pp.simulate(truth_model, truth, refs, comps, key=jax.random.PRNGKey(4))
     grid = pp.designs.grid_points(12, 2)
-    exact = pp.WPPM(task=pp.Oddity(method="quadrature", num_angles=16, num_hermite=10))
+    exact = pp.WPPM(task=pp.Oddity(method="quadrature", num_angles=12, num_radial=6))
     from psyphy_pp.scratch import make_loss
 
     exact_loss = jax.jit(make_loss(exact, data))
@@ -71,7 +72,7 @@ def main(argv=None) -> int:
 
     best = min(r[3] for r in results.values())
     print(f"\nP-std, N = {data.num_trials}, {args.num_steps} steps; 'converged' = running mean of the "
-          f"loss within {args.tol} nats/trial of the best final loss ({best:.5f}, quadrature 16x10x10)")
+          f"loss within {args.tol} nats/trial of the best final loss ({best:.5f}, semi-analytic quadrature 12x6)")
     print(f"{'configuration':<48} {'wall s':>7} {'s/step':>7} {'conv. step':>10} {'time to conv.':>13} "
           f"{'final loss':>10} {'BW':>7} {'relF':>6}")
     for name, (fit, wall, err, final) in results.items():

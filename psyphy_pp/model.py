@@ -12,7 +12,6 @@ from __future__ import annotations
 __all__ = ["WPPM", "SITE_W", "SITE_Y"]
 
 from dataclasses import dataclass, field
-from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -21,6 +20,7 @@ import numpyro
 import numpyro.distributions as dist
 
 from psyphy_pp import field as _field
+from psyphy_pp._jit import jit
 from psyphy_pp._typing import Array, ArrayLike, Params, PRNGKey
 from psyphy_pp._validation import check_nonnegative, check_positive, check_stimuli, is_concrete
 from psyphy_pp.likelihood import Oddity
@@ -134,7 +134,10 @@ class WPPM:
                     f"comparisons must have the same shape as refs {r.shape}, got {c.shape}"
                 )
         W = self._weights(params)
-        return _logits(self, W, jnp.asarray(refs, W.dtype), jnp.asarray(comparisons, W.dtype), key)
+        args = (W, jnp.asarray(refs, W.dtype), jnp.asarray(comparisons, W.dtype), key)
+        if all(is_concrete(a) for a in args):
+            return _logits_jit(self, *args)  # an eager call: compile once, reuse
+        return _logits(self, *args)  # traced: part of the caller's program
 
     def prob_correct(
         self,
@@ -203,8 +206,10 @@ class WPPM:
         return W
 
 
-@partial(jax.jit, static_argnums=0)
 def _logits(model: WPPM, W: Array, refs: Array, comparisons: Array, key: PRNGKey | None) -> Array:
-    """The jitted core of :meth:`WPPM.logits` (inputs already validated)."""
+    """The core of :meth:`WPPM.logits` (inputs already validated)."""
     S = _field.covariance(W, jnp.stack([refs, comparisons]), model.diag_term)
     return model.task.logits(S[0], S[1], refs - comparisons, key)
+
+
+_logits_jit = jit(_logits, static_argnums=0)

@@ -25,10 +25,10 @@ Two rules integrate this over ``v'``; both use Gauss-Legendre in ``t``:
 * :func:`oddity_prob_semianalytic`: writing ``(1 - exp(-x))/x = int_0^1 exp(-lam x)
   dlam``, the integrand for fixed ``(t, lam)`` is ``|v'|^2`` times a Gaussian in
   ``v'``, whose expectation under ``N(mu, B)`` is closed-form. With
-  ``P = lam g(cos t)^2 R_t^T A^{-1} R_t`` and ``M = I + B P``::
+  ``N_t = g(cos t)^2 R_t^T A^{-1} R_t`` and ``M = I + lam B N_t``::
 
-      P(correct) = |A|^{-1/2} / (2 pi) int dt g^2 int_0^1 dlam
-                   det(M)^{-1/2} exp(-mu^T P M^{-1} mu / 2) (tr(M^{-1} B) + |M^{-1} mu|^2).
+      P(correct) = |A|^{-1/2} / (2 pi) int dt g^2 int_0^1 dlam det(M)^{-1/2}
+                   exp(-lam mu^T N_t M^{-1} mu / 2) (tr(M^{-1} B) + |M^{-1} mu|^2).
 
   The integrand decays in ``lam`` like ``(1 + lam tr(B N_t))^{-3/2}`` and
   ``exp(-lam mu^T N_t mu / 2)``; ``lam`` is integrated by Gauss-Legendre in ``s`` after
@@ -43,7 +43,9 @@ rotated against each other) and r, c are far apart, 8 angles err by up to ~0.1 a
 16 by ~1e-2; for S1 close to S0, as in a smooth WPPM field, ``A`` is close to ``2 I``.
 
 All matrix algebra is closed-form on batches (``psyphy_pp._linalg`` and explicit 2x2
-formulas); no LAPACK (DESIGN.md section 5).
+formulas); no LAPACK (DESIGN.md section 5). On CPU, XLA's YNNPACK reduce fusions make
+the value-and-grad of either rule several times slower; compiling with
+``compiler_options={"xla_cpu_experimental_ynn_fusion_type": ""}`` avoids them.
 """
 
 from __future__ import annotations

@@ -16,10 +16,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from psyphy_pp._jit import jit
 from psyphy_pp._typing import Array, Params, PRNGKey
 from psyphy_pp.data import TrialData
 from psyphy_pp.inference import (
-    DEFAULT_LEARNING_RATE,
     DEFAULT_MOMENTUM,
     DEFAULT_NUM_STEPS,
     MapResult,
@@ -56,7 +56,7 @@ def make_loss(model: WPPM, data: TrialData, dtype=None) -> Callable[[Params, PRN
 def make_step(loss: Callable, optimizer: optax.GradientTransformation) -> Callable:
     """One jitted optimiser step: ``(params, opt_state, key) -> (params, opt_state, loss)``."""
 
-    @jax.jit
+    @jit  # jax.jit, with psyphy_pp's CPU compiler options (psyphy_pp/_jit.py)
     def step(params: Params, opt_state: optax.OptState, key: PRNGKey):
         value, grads = jax.value_and_grad(loss)(params, key)
         updates, opt_state = optimizer.update(grads, opt_state, params)
@@ -71,10 +71,10 @@ def fit_map_scratch(
     data: TrialData,
     *,
     num_steps: int = DEFAULT_NUM_STEPS,
-    learning_rate: float = DEFAULT_LEARNING_RATE,
+    optimizer: str | optax.GradientTransformation = "adam",
+    learning_rate: float | None = None,
     momentum: float = DEFAULT_MOMENTUM,
     clip_norm: float | None = None,
-    optimizer: optax.GradientTransformation | None = None,
     seed: int = 0,
     init_params: Params | None = None,
     progress_bar: bool = True,

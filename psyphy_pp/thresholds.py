@@ -110,7 +110,7 @@ def threshold_task(task: Oddity, input_dim: int) -> Oddity:
 
     Examples:
         >>> threshold_task(Oddity(), 2)
-        Oddity(method='quadrature', num_angles=8, num_hermite=6)
+        Oddity(method='quadrature', quadrature_rule='semianalytic', num_angles=8, num_radial=4)
     """
     if task.deterministic:
         return task

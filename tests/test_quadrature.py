@@ -7,9 +7,10 @@ of 6e-5 per configuration (the seeds are fixed, so a pass is reproducible).
 ``QUAD_ERR`` bounds the quadrature error of the default node counts, measured by
 ``benchmarks/quadrature_accuracy.py`` against a converged (64 x 64 node)
 semi-analytic reference: the semi-analytic rule (8 x 4 nodes) erred by at most
-2.8e-4 over 1,000 random configurations including stress cases (mean 5e-6), so
-5e-4; Gauss-Hermite (8 x 6 x 6) erred by up to 1.3e-2 when S1 and S0 are unrelated
-(its v' rule then needs more nodes) but by at most 1.5e-3 on the configurations
+2.4e-4 over 1,000 random configurations including stress cases (mean 4e-6), and by
+at most 3.4e-4 at 1-3,000 standard deviations for S1 close to S0, so 5e-4;
+Gauss-Hermite (8 x 6 x 6) erred by up to 1.3e-2 when S1 and S0 are unrelated (its
+v' rule then needs more nodes) but by at most 1.5e-3 on the configurations
 used here, so 2e-3.
 """
 

@@ -56,7 +56,7 @@ def main(argv=None):
                                          mahalanobis_radius=2.8, key=jax.random.PRNGKey(3))
     data = pp.simulate(truth_model, truth, refs, comps, key=jax.random.PRNGKey(4))
 
-    settings = dict(num_steps=args.num_steps, learning_rate=1e-4, momentum=0.9, seed=0,
+    settings = dict(num_steps=args.num_steps, optimizer="sgd", learning_rate=1e-4, momentum=0.9, seed=0,
                     progress_bar=False)
     mc = pp.WPPM(basis_degree=4, task=pp.Oddity(method="mc"))
     quad = pp.WPPM(basis_degree=4, task=pp.Oddity(method="quadrature"))
