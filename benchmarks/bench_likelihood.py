@@ -56,7 +56,9 @@ def worker(method: str, trials_per_ref: int, steps: int) -> dict:
     task = pp.Oddity(method="mc", num_samples=500, bandwidth=1e-2) if method == "mc" \
         else pp.Oddity(method="quadrature")
     model = pp.WPPM(task=task)
-    vg = jax.jit(jax.value_and_grad(make_loss(model, data)))
+    from psyphy_pp._jit import jit  # jax.jit with the compiler options the fits use
+
+    vg = jit(jax.value_and_grad(make_loss(model, data)))
     params = {"W": jnp.asarray(W, jnp.float32)}
     t0 = time.perf_counter()
     jax.block_until_ready(vg(params, jax.random.PRNGKey(0)))

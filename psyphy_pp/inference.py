@@ -29,6 +29,7 @@ from __future__ import annotations
 __all__ = ["MapResult", "fit_map", "DEFAULT_LEARNING_RATES", "DEFAULT_NUM_STEPS", "FitDivergedError"]
 
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -84,7 +85,8 @@ class MapResult:
         model: The model that was fitted.
         data: The data it was fitted to.
         method: ``"svi"`` or ``"scratch"``.
-        settings: The settings used (seed, steps, optimiser, ...).
+        settings: The settings used (seed, steps, optimiser, ...), and the
+            timing: ``first_step_seconds`` (with compilation), ``seconds_per_step``.
     """
 
     params: Params
@@ -191,18 +193,25 @@ def run_loop(
     desc: str,
     progress_bar: bool,
     learning_rate: float | None,
-) -> tuple[Any, np.ndarray]:
+) -> tuple[Any, np.ndarray, dict]:
     """Drive ``state, loss = step(state, t)`` for ``num_steps`` steps.
 
     Shows a progress bar, and stops with :class:`FitDivergedError` at the first
     non-finite loss (the state before that step is kept on the exception).
+
+    Returns:
+        ``(state, losses, timing)``; ``timing`` holds ``first_step_seconds``
+        (including compilation) and ``seconds_per_step`` (the mean of the others).
     """
     losses = np.empty(num_steps)
     update_every = max(1, num_steps // 100)
+    start = time.perf_counter()
     with progress(num_steps, desc, progress_bar) as bar:
         for t in range(num_steps):
             new_state, loss = step(state, t)
-            losses[t] = loss
+            losses[t] = loss  # waits for the step to finish
+            if t == 0:
+                first = time.perf_counter()
             if not np.isfinite(losses[t]):
                 raise FitDivergedError(t, get_params(state), learning_rate)
             state = new_state
@@ -212,8 +221,13 @@ def run_loop(
     params = get_params(state)
     if not all(np.all(np.isfinite(v)) for v in jax.tree_util.tree_leaves(params)):
         raise FitDivergedError(num_steps, params, learning_rate)
-    logger.info("%s: %d steps, loss %.6g -> %.6g", desc, num_steps, losses[0], losses[-1])
-    return state, losses
+    end = time.perf_counter()
+    timing = {
+        "first_step_seconds": first - start,  # includes compilation
+        "seconds_per_step": (end - first) / (num_steps - 1) if num_steps > 1 else None,
+    }
+    logger.info("%s: %d steps, loss %.6g -> %.6g, %s", desc, num_steps, losses[0], losses[-1], timing)
+    return state, losses, timing
 
 
 def fit_map(
@@ -297,10 +311,11 @@ def fit_map(
     def get_params(state):
         return {SITE_W: guide.median(svi.get_params(state))[SITE_W]}
 
-    svi_state, losses = run_loop(
+    svi_state, losses, timing = run_loop(
         step, svi_state, get_params, num_steps, desc="fit_map (SVI)",
         progress_bar=progress_bar, learning_rate=settings["learning_rate"],
     )
+    settings.update(timing)
     return MapResult(
         params=get_params(svi_state), losses=losses, init_params=init_params,
         model=model, data=data, method="svi", settings=settings,

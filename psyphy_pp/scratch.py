@@ -108,11 +108,12 @@ def fit_map_scratch(
         return (params, opt_state), value
 
     state = (init_params, optimizer.init(init_params))
-    (params, _), losses = run_loop(
+    (params, _), losses, timing = run_loop(
         advance, state, lambda s: s[0], num_steps, desc="fit_map_scratch",
         progress_bar=progress_bar, learning_rate=settings["learning_rate"],
     )
     # --8<-- [end:loop]
+    settings.update(timing)
     return MapResult(
         params=params, losses=losses, init_params=init_params,
         model=model, data=data, method="scratch", settings=settings,
