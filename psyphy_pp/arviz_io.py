@@ -46,6 +46,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from psyphy_pp import field as _field
+from psyphy_pp._jit import jit
 from psyphy_pp._typing import ArrayLike
 from psyphy_pp.inference import MapResult
 from psyphy_pp.model import SITE_W, SITE_Y, WPPM
@@ -84,12 +85,12 @@ def _model_attrs(model: WPPM) -> dict[str, Any]:
     )
 
 
-@partial(jax.jit, static_argnames=("diag_term", "batch"))
+@partial(jit, static_argnames=("diag_term", "batch"))
 def _sigma_batch(W: jax.Array, points: jax.Array, diag_term: float, batch: int) -> jax.Array:
     return jax.lax.map(lambda w: _field.covariance(w, points, diag_term), W, batch_size=batch)
 
 
-@partial(jax.jit, static_argnames=("model", "batch"))
+@partial(jit, static_argnames=("model", "batch"))
 def _log_lik_batch(
     model: WPPM, W: jax.Array, refs: jax.Array, comps: jax.Array, y: jax.Array,
     key: jax.Array | None, batch: int,
@@ -189,7 +190,7 @@ def to_arviz(result: Any) -> Any:
 
     Examples:
         >>> import jax, psyphy_pp as pp
-        >>> model = pp.WPPM(basis_degree=1, task=pp.Oddity(method="quadrature"))
+        >>> model = pp.WPPM(basis_degree=1, task=pp.Oddity(num_samples=20))
         >>> data = pp.TrialData([[0.0, 0.0], [0.5, 0.5]], [[0.1, 0.0], [0.5, 0.6]], [1, 0])
         >>> fit = pp.fit_map(model, data, num_steps=3, progress_bar=False)
         >>> idata = pp.to_arviz(fit)

@@ -88,7 +88,7 @@ def recovery_error(
     }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class SigmaSummary:
     """Posterior summary of the covariance field ``Sigma(x)`` at a set of points.
 
@@ -144,7 +144,7 @@ def posterior_sigma(fit: Any, points: ArrayLike | None = None, *, prob: float = 
 
     Examples:
         >>> import psyphy_pp as pp
-        >>> model = pp.WPPM(basis_degree=1, task=pp.Oddity(method="quadrature"))
+        >>> model = pp.WPPM(basis_degree=1, task=pp.Oddity(num_samples=20))
         >>> data = pp.TrialData([[0.0, 0.0], [0.5, 0.5]], [[0.1, 0.0], [0.5, 0.6]], [1, 0])
         >>> fit = pp.fit_map(model, data, num_steps=3, progress_bar=False)
         >>> posterior_sigma(fit).mean.shape
@@ -164,7 +164,7 @@ def posterior_sigma(fit: Any, points: ArrayLike | None = None, *, prob: float = 
                         prob=float(prob), num_draws=S.shape[0])
 
 
-@dataclass(frozen=True, repr=False)
+@dataclass(frozen=True, eq=False, repr=False)
 class FitComparison:
     """How closely two fits agree: the report of :func:`compare_fits`.
 
@@ -248,21 +248,24 @@ class FitComparison:
         if any(t is not None for t in self.losses):
             ax.legend()
         ax = axes[1]
+        floor = 1e-12
         if self.loss_diff is not None:
-            ax.semilogy(np.abs(self.loss_diff) + np.finfo(float).tiny, color="k")
-            ax.axhline(self.loss_rtol * np.min(np.abs(self.losses[1])), color="tab:red",
-                       linestyle="--", label="tolerance")
+            rel = np.abs(self.loss_diff) / np.maximum(np.abs(self.losses[1]), 1e-300)
+            ax.semilogy(np.maximum(rel, floor), color="k", label="relative difference")
+            ax.axhline(self.loss_rtol, color="tab:red", linestyle="--", label="tolerance")
+            ax.set_ylim(floor / 2, max(10 * self.loss_rtol, 2 * float(np.max(rel))))
             ax.legend()
         else:
             ax.text(0.5, 0.5, "no common loss trace", ha="center", va="center",
                     transform=ax.transAxes)
         ax.set_xlabel("step")
-        ax.set_ylabel(f"|loss {self.labels[0]} - loss {self.labels[1]}|")
-        ax.set_title("per-step loss difference")
+        ax.set_ylabel(f"|a - b| / |b| (exact zeros shown at {floor:g})")
+        ax.set_title(f"per-step loss difference, a = {self.labels[0]}, b = {self.labels[1]}")
         ax = axes[2]
         if self.grid.shape[1] == 2:
             sc = ax.scatter(self.grid[:, 0], self.grid[:, 1], c=self.relative_frobenius,
-                            cmap="viridis", s=60)
+                            cmap="viridis", s=60, vmin=0.0,
+                            vmax=max(float(np.max(self.relative_frobenius)), self.sigma_rtol))
             fig.colorbar(sc, ax=ax, label="relative Frobenius difference of Sigma")
             ax.set_aspect("equal")
             ax.set_xlabel("stimulus dimension 1")

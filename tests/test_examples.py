@@ -19,3 +19,21 @@ def test_full_wppm_fit_example_runs(tmp_path):
     assert out.returncode == 0, out.stderr
     assert "agreement: max relative loss difference" in out.stdout
     assert (tmp_path / "ellipses.png").exists() and (tmp_path / "losses.png").exists()
+
+
+@pytest.mark.slow
+def test_nuts_example_runs(tmp_path):
+    out = subprocess.run(
+        [sys.executable, str(EXAMPLES / "nuts_example.py"), "--grid-size", "2",
+         "--trials-per-ref", "10", "--basis-degree", "1", "--num-steps", "20",
+         "--num-warmup", "30", "--num-samples", "30", "--no-progress",
+         "--output-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert out.returncode == 0, out.stderr
+    for text in ("NUTS: 2 chains x 30 draws", "r_hat", "elpd_loo", "credible interval",
+                 "FitComparison(svi vs scratch): AGREE"):
+        assert text in out.stdout, (text, out.stdout)
+    for name in ("posterior_ellipses.png", "trace_sigma.png", "trace_W.png", "rank_W.png",
+                 "compare_svi_scratch.png"):
+        assert (tmp_path / name).exists(), name
