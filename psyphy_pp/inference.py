@@ -118,6 +118,15 @@ def default_optimizer(
     return opt if clip_norm is None else optax.chain(optax.clip_by_global_norm(clip_norm), opt)
 
 
+def check_model_and_data(model: WPPM, data: TrialData) -> None:
+    """Raise ``ValueError`` unless ``model`` is a WPPM and ``data`` TrialData of its dimension."""
+    if not isinstance(model, WPPM):
+        raise ValueError(f"model must be a psyphy_pp.WPPM, got {type(model).__name__}")
+    if not isinstance(data, TrialData):
+        raise ValueError(f"data must be a psyphy_pp.TrialData, got {type(data).__name__}")
+    data.check_model(model.input_dim)
+
+
 def prepare_fit(
     model: WPPM,
     data: TrialData,
@@ -135,11 +144,7 @@ def prepare_fit(
     Returns:
         ``(optimizer, init_params, noise_key, settings)``.
     """
-    if not isinstance(model, WPPM):
-        raise ValueError(f"model must be a psyphy_pp.WPPM, got {type(model).__name__}")
-    if not isinstance(data, TrialData):
-        raise ValueError(f"data must be a psyphy_pp.TrialData, got {type(data).__name__}")
-    data.check_model(model.input_dim)
+    check_model_and_data(model, data)
     check_positive("num_steps", num_steps, integer=True)
     check_nonnegative("seed", seed, integer=True)
     if isinstance(optimizer, str):

@@ -60,6 +60,7 @@ import numpy as np
 from psyphy_pp._typing import Params
 from psyphy_pp._validation import check_choice, check_nonnegative, check_positive
 from psyphy_pp._warnings import PsyphyWarning
+from psyphy_pp.inference import check_model_and_data
 from psyphy_pp.data import TrialData
 from psyphy_pp.likelihood import Oddity
 from psyphy_pp.model import SITE_W, WPPM
@@ -311,11 +312,7 @@ def fit_nuts(
     from numpyro.infer import MCMC, NUTS
     from numpyro.infer.initialization import init_to_sample, init_to_value
 
-    if not isinstance(model, WPPM):
-        raise ValueError(f"model must be a psyphy_pp.WPPM, got {type(model).__name__}")
-    if not isinstance(data, TrialData):
-        raise ValueError(f"data must be a psyphy_pp.TrialData, got {type(data).__name__}")
-    data.check_model(model.input_dim)
+    check_model_and_data(model, data)
     check_positive("num_warmup", num_warmup, integer=True)
     check_positive("num_samples", num_samples, integer=True)
     check_positive("num_chains", num_chains, integer=True)
