@@ -490,7 +490,11 @@ def plot_rank(
 
     az = _import_arviz()
     ds = _entries_dataset(fit, var_name, num_entries, entries)
-    axes = az.plot_rank(ds, var_names=[var_name])
+    n = ds.sizes["entry"]
+    cols = min(n, 2)
+    rows = -(-n // cols)
+    axes = az.plot_rank(ds, var_names=[var_name], grid=(rows, cols),
+                        figsize=(6 * cols, 3 * rows))
     fig = np.asarray(axes).ravel()[0].figure
     fig.tight_layout()
     return fig
