@@ -16,7 +16,12 @@ def _equivalence_problem():
     # SGD at any useful rate amplifies float32 rounding until two differently
     # compiled programs part after ~10-20 steps: perturbing the initial W by 1e-7
     # does the same to the scratch loop alone. At bandwidth 0.1 the map is
-    # contractive and the loops can be compared step for step.
+    # smoother, yet still not contractive everywhere: trials whose logits cross the
+    # clip at MAX_LOGIT switch their gradient on or off, so float32 rounding can
+    # still grow (a 1e-7 perturbation of W reached 1e-3 to 1e-1 relative loss
+    # differences by step 60, depending on the noise draws). Hence: float32
+    # trajectories are compared over their first steps and, from a point far
+    # along, step by step; float64 ones over all 60 steps.
     return make_problem(pp.Oddity(num_samples=100, bandwidth=0.1))
 
 
@@ -26,10 +31,14 @@ def test_svi_and_scratch_follow_the_same_trajectory():
     b = pp.fit_map_scratch(model, data, **FIT)
     assert a.losses.shape == b.losses.shape == (60,)
     assert b.losses[-1] < 0.6 * b.losses[0]  # the trajectory goes somewhere
-    np.testing.assert_allclose(a.losses, b.losses, rtol=1e-4)
-    W_a, W_b = np.asarray(a.params["W"]), np.asarray(b.params["W"])
-    assert np.max(np.abs(W_a - W_b)) <= 1e-4 * np.max(np.abs(W_b))
     np.testing.assert_array_equal(a.init_params["W"], b.init_params["W"])
+    np.testing.assert_allclose(a.losses[:6], b.losses[:6], rtol=1e-5)
+    # From the same point far along the trajectory, a few steps agree again.
+    short = dict(FIT, num_steps=3, init_params=b.params)
+    a3, b3 = pp.fit_map(model, data, **short), pp.fit_map_scratch(model, data, **short)
+    np.testing.assert_allclose(a3.losses, b3.losses, rtol=1e-5)
+    W_a, W_b = np.asarray(a3.params["W"]), np.asarray(b3.params["W"])
+    assert np.max(np.abs(W_a - W_b)) <= 1e-5 * np.max(np.abs(W_b))
 
 
 def test_svi_and_scratch_follow_the_same_trajectory_x64(x64):
