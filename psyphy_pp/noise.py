@@ -27,6 +27,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+from jax.typing import DTypeLike
 
 from psyphy_pp._typing import Array, PRNGKey
 
@@ -47,7 +48,7 @@ def _mix32(x: Array) -> Array:
     return x ^ (x >> 16)
 
 
-def _hash_normals(key: PRNGKey, trial_index: Array, shape: tuple[int, ...], dtype) -> Array:
+def _hash_normals(key: PRNGKey, trial_index: Array, shape: tuple[int, ...], dtype: DTypeLike) -> Array:
     k0, k1 = jax.random.bits(key, (2,), jnp.uint32)
     seed = _mix32(_mix32(trial_index.astype(jnp.uint32) ^ k0) + k1)  # one word per trial
     size = math.prod(shape)
@@ -62,7 +63,7 @@ def _hash_normals(key: PRNGKey, trial_index: Array, shape: tuple[int, ...], dtyp
     return z.reshape(trial_index.shape + tuple(shape))
 
 
-def _threefry_normals(key: PRNGKey, trial_index: Array, shape: tuple[int, ...], dtype) -> Array:
+def _threefry_normals(key: PRNGKey, trial_index: Array, shape: tuple[int, ...], dtype: DTypeLike) -> Array:
     keys = jax.vmap(jax.random.fold_in, (None, 0))(key, trial_index)
     return jax.vmap(lambda k: jax.random.normal(k, shape, dtype))(keys)
 
@@ -71,7 +72,7 @@ def trial_normals(
     key: PRNGKey,
     trial_index: Array,
     shape: tuple[int, ...],
-    dtype=jnp.float32,
+    dtype: DTypeLike = jnp.float32,
     generator: str = "hash",
 ) -> Array:
     """Independent standard normal draws for each trial.
