@@ -24,6 +24,7 @@ from psyphy_pp.model import WPPM as WPPM
 from psyphy_pp.nuts import NutsResult as NutsResult
 from psyphy_pp.nuts import fit_nuts as fit_nuts
 from psyphy_pp.scratch import fit_map_scratch as fit_map_scratch
+from psyphy_pp.sharding import trial_sharding as trial_sharding
 from psyphy_pp.simulate import simulate as simulate
 from psyphy_pp.thresholds import Ellipses as Ellipses
 from psyphy_pp.thresholds import Thresholds as Thresholds
@@ -56,4 +57,5 @@ __all__ = [
     "to_arviz",
     "compare_fits",
     "FitComparison",
+    "trial_sharding",
 ]

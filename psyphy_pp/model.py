@@ -11,10 +11,13 @@ from __future__ import annotations
 
 __all__ = ["WPPM", "SITE_W", "SITE_Y"]
 
+import dataclasses
+import warnings
 from dataclasses import dataclass, field
 
 import jax
 import jax.numpy as jnp
+from jax.sharding import PartitionSpec
 import numpy as np
 import numpyro
 import numpyro.distributions as dist
@@ -23,7 +26,9 @@ from psyphy_pp import field as _field
 from psyphy_pp._jit import jit
 from psyphy_pp._typing import Array, ArrayLike, Params, PRNGKey
 from psyphy_pp._validation import check_nonnegative, check_positive, check_stimuli, is_concrete
+from psyphy_pp._warnings import PsyphyWarning
 from psyphy_pp.likelihood import Oddity
+from psyphy_pp.sharding import TRIAL_AXIS, DevicesLike, TrialSharding, place_trials, trial_sharding
 
 #: Name of the weight sample site (``AutoDelta`` calls its parameter ``W_auto_loc``).
 SITE_W = "W"
@@ -117,6 +122,8 @@ class WPPM:
         refs: ArrayLike,
         comparisons: ArrayLike,
         key: PRNGKey | None = None,
+        *,
+        devices: DevicesLike = None,
     ) -> Array:
         """Logits ``log p - log(1 - p)`` of P(correct) for each trial, shape ``(N,)``.
 
@@ -125,8 +132,21 @@ class WPPM:
             refs: Reference stimuli, shape ``(N, D)`` in ``[-1, 1]``.
             comparisons: Comparison stimuli, shape ``(N, D)`` in ``[-1, 1]``.
             key: Monte Carlo key; required unless the task is deterministic.
+            devices: Shard the trials over these devices (see
+                :func:`~psyphy_pp.sharding.trial_sharding`). On concrete inputs,
+                None means every local device when there is more than one; the
+                trials are padded, sharded and the result cut back to ``N``.
+                Inside a transformation (``jit``, ``grad``), None means no
+                sharding, and with ``devices`` given ``N`` must already be a
+                multiple of the device count (use
+                :func:`~psyphy_pp.sharding.place_trials`).
+
+        Raises:
+            ValueError: For stimuli of the wrong shape or outside ``[-1, 1]``,
+                or an invalid ``devices``.
         """
-        if is_concrete(refs) and is_concrete(comparisons):
+        concrete = is_concrete(refs) and is_concrete(comparisons)
+        if concrete:
             r = check_stimuli("refs", refs, self.input_dim)
             c = check_stimuli("comparisons", comparisons, self.input_dim)
             if r.shape != c.shape:
@@ -134,10 +154,18 @@ class WPPM:
                     f"comparisons must have the same shape as refs {r.shape}, got {c.shape}"
                 )
         W = self._weights(params)
+        concrete = concrete and is_concrete(W) and is_concrete(key)
+        if devices is None and concrete:
+            devices = jax.local_devices()
+        sharding = None if devices is None else trial_sharding(devices)
+        if sharding is not None and concrete:
+            placed = place_trials(sharding, r, c, dtype=W.dtype)
+            z = _sharded_logits_jit(
+                self, sharding, sharding.replicate(W), placed.refs, placed.comparisons, key
+            )
+            return z[: placed.num_trials]
         args = (W, jnp.asarray(refs, W.dtype), jnp.asarray(comparisons, W.dtype), key)
-        if all(is_concrete(a) for a in args):
-            return _logits_jit(self, *args)  # an eager call: compile once, reuse
-        return _logits(self, *args)  # traced: part of the caller's program
+        return self._placed_logits(*args, sharding)
 
     def prob_correct(
         self,
@@ -145,9 +173,20 @@ class WPPM:
         refs: ArrayLike,
         comparisons: ArrayLike,
         key: PRNGKey | None = None,
+        *,
+        devices: DevicesLike = None,
     ) -> Array:
-        """P(correct) of each trial, shape ``(N,)``; arguments as :meth:`logits`."""
-        return jax.nn.sigmoid(self.logits(params, refs, comparisons, key))
+        """P(correct) of each trial, shape ``(N,)``; arguments as :meth:`logits`.
+
+        Examples:
+            >>> import jax
+            >>> model = WPPM(basis_degree=1, task=Oddity(method="quadrature"))
+            >>> params = model.sample_prior(jax.random.PRNGKey(0))
+            >>> p = model.prob_correct(params, [[0.0, 0.0]], [[0.0, 0.0]], devices=1)
+            >>> round(float(p[0]), 3)
+            0.333
+        """
+        return jax.nn.sigmoid(self.logits(params, refs, comparisons, key, devices=devices))
 
     def log_likelihood(
         self,
@@ -156,13 +195,16 @@ class WPPM:
         comparisons: ArrayLike,
         responses: ArrayLike,
         key: PRNGKey | None = None,
+        *,
+        devices: DevicesLike = None,
     ) -> Array:
         """Pointwise Bernoulli log-likelihood of the responses, shape ``(N,)``.
 
         Computed from the logits (exact at both ends of the probability range)
-        by the same distribution as the model's ``"y"`` site.
+        by the same distribution as the model's ``"y"`` site; ``devices`` as in
+        :meth:`logits`.
         """
-        z = self.logits(params, refs, comparisons, key)
+        z = self.logits(params, refs, comparisons, key, devices=devices)
         return dist.Bernoulli(logits=z).log_prob(jnp.asarray(responses, z.dtype))
 
     # -- the probabilistic program ------------------------------------------------
@@ -172,6 +214,9 @@ class WPPM:
         comparisons: ArrayLike,
         responses: ArrayLike | None = None,
         key: PRNGKey | None = None,
+        *,
+        mask: ArrayLike | None = None,
+        devices: DevicesLike = None,
     ) -> None:
         """The WPPM as a NumPyro model function.
 
@@ -186,15 +231,40 @@ class WPPM:
                 sample them.
             key: Monte Carlo key for a fresh-noise task; if None, one is drawn
                 from NumPyro's ``prng_key()`` (e.g. under ``handlers.seed``).
+            mask: Boolean ``(N,)``: False marks padding trials, whose
+                log-likelihood is exactly zero. None: every trial counts.
+            devices: Shard the trials over these devices; the arrays must be
+                placed already (:func:`~psyphy_pp.sharding.place_trials`), with
+                ``N`` a multiple of the device count. None: no sharding.
         """
         W = numpyro.sample(SITE_W, self.prior())
         if self.task.needs_key and key is None:
             key = numpyro.prng_key()
-        z = self.logits({SITE_W: W}, refs, comparisons, key)
+        sharding = None if devices is None else trial_sharding(devices)
+        if sharding is None:
+            z = self.logits({SITE_W: W}, refs, comparisons, key)
+        else:
+            z = self._placed_logits(W, refs, comparisons, key, sharding)
+        lik = dist.Bernoulli(logits=z)
+        if mask is not None:
+            lik = lik.mask(mask)
         with numpyro.plate("trials", z.shape[0]):
-            numpyro.sample(SITE_Y, dist.Bernoulli(logits=z), obs=responses)
+            numpyro.sample(SITE_Y, lik, obs=responses)
 
     # -- helpers ------------------------------------------------------------------
+    def _placed_logits(
+        self, W: Array, refs: Array, comparisons: Array, key: PRNGKey | None,
+        sharding: TrialSharding | None,
+    ) -> Array:
+        """Logits of validated trial arrays, already padded and placed for ``sharding``."""
+        args = (W, refs, comparisons, key)
+        concrete = all(is_concrete(a) for a in args)
+        if sharding is None:
+            return _logits_jit(self, *args) if concrete else _logits(self, *args)
+        if concrete:
+            return _sharded_logits_jit(self, sharding, *args)
+        return _sharded_logits(self, sharding, *args)
+
     def _weights(self, params: Params) -> Array:
         if not isinstance(params, dict) or SITE_W not in params:
             raise ValueError(f"params must be a dict with key {SITE_W!r}, got {type(params)}")
@@ -213,3 +283,52 @@ def _logits(model: WPPM, W: Array, refs: Array, comparisons: Array, key: PRNGKey
 
 
 _logits_jit = jit(_logits, static_argnums=0)
+
+
+def _sharded_logits(
+    model: WPPM, sharding: TrialSharding, W: Array, refs: Array, comparisons: Array,
+    key: PRNGKey | None,
+) -> Array:
+    """:func:`_logits` with the trial axis sharded over ``sharding.mesh``.
+
+    The task evaluates its trials block by block (``jax.lax.map``), a sequential
+    loop that XLA cannot split across devices. So:
+
+    * when each device holds at most one block of trials, the task sees the
+      global arrays with the block widened to all of them, and XLA partitions
+      the trial axis itself (cheap to compile; Monte Carlo noise keeps the
+      global trial indices);
+    * otherwise the quadrature, which does not depend on a trial's index, runs
+      on each device's own shard with its own block loop (``jax.shard_map``);
+    * a Monte Carlo task beyond that size cannot be split without changing its
+      noise (trial ``n``'s noise depends on ``n``, the index in the array the
+      task is given): every device then evaluates every trial, with a warning.
+    """
+    n = refs.shape[0]
+    sharding.check_trials(n)
+    task = model.task
+    block = task.block_size()
+    if n > block and n // sharding.num_devices <= block and task.chunk_size is None:
+        model = dataclasses.replace(model, task=dataclasses.replace(task, chunk_size=n))
+    elif n > block and task.method == "quadrature":
+        trials = PartitionSpec(TRIAL_AXIS)
+        per_shard = jax.shard_map(
+            lambda W, r, c: _logits(model, W, r, c, None), mesh=sharding.mesh,
+            in_specs=(PartitionSpec(), trials, trials), out_specs=trials,
+        )
+        return per_shard(W, refs, comparisons)
+    elif n > block:
+        warnings.warn(
+            f"{n} trials on {sharding.num_devices} devices exceed the Monte Carlo task's "
+            f"block of {block} trials per device; XLA cannot split its block loop across "
+            "devices without changing the noise, so every device evaluates every trial "
+            "(the result is right, but not faster). Use Oddity(method='quadrature') to "
+            "shard this many trials.",
+            PsyphyWarning,
+            stacklevel=2,
+        )
+    z = _logits(model, W, sharding.constrain(refs), sharding.constrain(comparisons), key)
+    return sharding.constrain(z)
+
+
+_sharded_logits_jit = jit(_sharded_logits, static_argnums=(0, 1))

@@ -48,6 +48,7 @@ from __future__ import annotations
 __all__ = ["NutsResult", "fit_nuts", "deterministic_task", "NUTS_QUADRATURE", "CHAIN_METHODS"]
 
 import dataclasses
+import functools
 import logging
 import time
 import warnings
@@ -64,6 +65,7 @@ from psyphy_pp.inference import check_model_and_data
 from psyphy_pp.data import TrialData
 from psyphy_pp.likelihood import Oddity
 from psyphy_pp.model import SITE_W, WPPM
+from psyphy_pp.sharding import DevicesLike, place_trials, trial_sharding
 
 logger = logging.getLogger(__name__)
 
@@ -212,9 +214,10 @@ def _choose_task(model: WPPM, task: Oddity | None) -> tuple[WPPM, str]:
     return dataclasses.replace(model, task=new), note
 
 
-def _resolve_chain_method(chain_method: str, num_chains: int) -> str:
+def _resolve_chain_method(chain_method: str, num_chains: int, num_devices: int | None = None) -> str:
     check_choice("chain_method", chain_method, CHAIN_METHODS)
-    num_devices = len(jax.devices())
+    if num_devices is None:
+        num_devices = len(jax.devices())
     if chain_method == "auto":
         return "parallel" if num_chains > 1 and num_devices >= num_chains else "sequential"
     if chain_method == "parallel" and num_chains > 1 and num_devices < num_chains:
@@ -243,6 +246,7 @@ def fit_nuts(
     progress_bar: bool = True,
     chain_method: str = "auto",
     task: Oddity | None = None,
+    devices: DevicesLike = None,
 ) -> NutsResult:
     """Sample the WPPM posterior with NumPyro's NUTS.
 
@@ -260,13 +264,18 @@ def fit_nuts(
     divergence: see the module docstring). The task used is in
     ``result.model.task`` and ``result.task_note``.
 
-    Chains. With ``chain_method="auto"`` the chains run in parallel (one per
-    device, ``pmap``) when ``len(jax.devices()) >= num_chains``, and one after
-    another otherwise. A CPU is one JAX device unless
-    ``numpyro.set_host_device_count(n)`` is called before JAX starts, so on a
-    CPU the chains are sequential by default. ``"parallel"`` with too few
-    devices warns and runs sequentially; ``"vectorized"`` runs all chains in one
-    ``vmap`` (often slower for NUTS, whose trees differ in size between chains).
+    Chains and devices. With ``chain_method="auto"`` the chains run in parallel
+    (one per device, ``pmap``) when there are at least as many devices (of
+    ``devices``; default every device) as chains; otherwise they run one after
+    another, and the trials of each chain are sharded over the devices
+    (:mod:`psyphy_pp.sharding`) when there is more than one. A CPU is one JAX
+    device unless ``numpyro.set_host_device_count(n)`` (or
+    ``XLA_FLAGS=--xla_force_host_platform_device_count=n``) is set before JAX
+    starts, so on a CPU the chains are sequential by default. ``"parallel"``
+    with too few devices warns and runs sequentially; ``"vectorized"`` runs all
+    chains in one ``vmap`` (often slower for NUTS, whose trees differ in size
+    between chains). ``settings["num_devices"]`` is the number of devices the
+    trials were sharded over (1 with parallel chains).
 
     W is not identifiable (right-multiplying every ``W[i1..iD]`` by one common
     orthogonal matrix leaves likelihood and prior unchanged): judge convergence
@@ -289,6 +298,9 @@ def fit_nuts(
         task: The deterministic :class:`~psyphy_pp.Oddity` to sample with,
             instead of the automatic choice (e.g. a finer quadrature rule, see
             the module docstring).
+        devices: The devices to use: None (every device), a number of devices,
+            a sequence of ``jax.Device`` or a 1-D ``jax.sharding.Mesh`` with axis
+            ``"trials"`` (see :func:`~psyphy_pp.sharding.trial_sharding`).
 
     Returns:
         A :class:`NutsResult`.
@@ -323,7 +335,11 @@ def fit_nuts(
     if not isinstance(progress_bar, bool):
         raise ValueError(f"progress_bar must be True or False, got {progress_bar!r}")
     used_model, task_note = _choose_task(model, task)
-    method = _resolve_chain_method(chain_method, num_chains)
+    sharding = trial_sharding(devices)
+    num_devices = 1 if sharding is None else sharding.num_devices
+    method = _resolve_chain_method(chain_method, num_chains, num_devices)
+    if method == "parallel":
+        sharding = None  # the devices run one chain each, every chain sees all trials
 
     dtype = jnp.result_type(float)
     if init_params is not None:
@@ -337,11 +353,12 @@ def fit_nuts(
         init_strategy = init_to_sample
         init_desc = "a prior draw per chain"
 
-    refs = jnp.asarray(data.refs, dtype)
-    comps = jnp.asarray(data.comparisons, dtype)
-    y = jnp.asarray(data.responses, dtype)
+    arrays = place_trials(sharding, data.refs, data.comparisons, data.responses, dtype=dtype)
+    extra = {} if arrays.mask is None else {"mask": arrays.mask}  # padding is masked out
+    model_fn = used_model.numpyro_model if sharding is None else functools.partial(
+        used_model.numpyro_model, devices=sharding)
     kernel = NUTS(
-        used_model.numpyro_model,
+        model_fn,
         target_accept_prob=target_accept_prob,
         init_strategy=init_strategy,
     )
@@ -352,9 +369,13 @@ def fit_nuts(
         num_chains=num_chains,
         chain_method=method,
         progress_bar=progress_bar,
+        # Sharded trial arrays enter the compiled sampler as arguments (keeping
+        # their sharding) rather than as constants baked into it.
+        jit_model_args=sharding is not None,
     )
     t0 = time.perf_counter()
-    mcmc.run(jax.random.PRNGKey(seed), refs, comps, y, extra_fields=_EXTRA_FIELDS)
+    mcmc.run(jax.random.PRNGKey(seed), arrays.refs, arrays.comparisons, arrays.responses,
+             extra_fields=_EXTRA_FIELDS, **extra)
     W = np.asarray(mcmc.get_samples(group_by_chain=True)[SITE_W])
     wall_time = time.perf_counter() - t0
 
@@ -379,6 +400,7 @@ def fit_nuts(
         init=init_desc,
         task=used_model.task,
         num_trials=data.num_trials,
+        num_devices=1 if sharding is None else sharding.num_devices,
         wall_time=wall_time,
     )
     result = NutsResult(

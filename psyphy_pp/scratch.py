@@ -10,6 +10,7 @@ from __future__ import annotations
 
 __all__ = ["fit_map_scratch", "make_loss", "make_step"]
 
+import functools
 from typing import Callable
 
 import jax
@@ -23,46 +24,63 @@ from psyphy_pp.inference import (
     DEFAULT_MOMENTUM,
     DEFAULT_NUM_STEPS,
     MapResult,
+    place_data,
     prepare_fit,
     run_loop,
 )
 from psyphy_pp.model import SITE_W, WPPM
+from psyphy_pp.sharding import DevicesLike, trial_sharding
 
 
 # --8<-- [start:loss]
-def make_loss(model: WPPM, data: TrialData, dtype=None) -> Callable[[Params, PRNGKey], Array]:
+def make_loss(
+    model: WPPM, data: TrialData, dtype=None, *, devices: DevicesLike = None
+) -> Callable[[Params, PRNGKey], Array]:
     """The per-trial mean negative log posterior as a pure function ``loss(params, key)``.
 
     Each log density is scaled by ``1/N`` before it is summed, in the same order
     as NumPyro's ``Trace_ELBO`` under ``handlers.scale``, so that both MAP loops
-    round alike.
+    round alike. ``devices`` shards the trials as in
+    :func:`~psyphy_pp.fit_map_scratch`; padding trials are masked out.
     """
     dtype = dtype or jnp.result_type(float)
-    refs = jnp.asarray(data.refs, dtype)
-    comps = jnp.asarray(data.comparisons, dtype)
-    y = jnp.asarray(data.responses, dtype)
-    scale = 1.0 / data.num_trials
+    sharding = trial_sharding(devices)
+    arrays = place_data(sharding, data, dtype)  # padded and sharded on several devices
+    scale = 1.0 / arrays.num_trials
 
-    def loss(params: Params, key: PRNGKey) -> Array:
+    def loss(refs, comps, y, mask, params: Params, key: PRNGKey) -> Array:
         log_prior = scale * model.log_prior(params)
-        log_lik = jnp.sum(scale * model.log_likelihood(params, refs, comps, y, key))
-        return -(log_prior + log_lik)
+        log_lik = scale * model.log_likelihood(params, refs, comps, y, key, devices=sharding)
+        if mask is not None:
+            log_lik = jnp.where(mask, log_lik, 0.0)  # padding contributes exactly zero
+        return -(log_prior + jnp.sum(log_lik))
 
-    return loss
+    data_arrays = (arrays.refs, arrays.comparisons, arrays.responses, arrays.mask)
+    if sharding is None:  # one device: the data are constants of the compiled step
+        return functools.partial(loss, *data_arrays)
+    # Several devices: a jax.tree_util.Partial, whose arrays make_step passes to
+    # the compiled step as arguments, so that they keep their sharding.
+    return jax.tree_util.Partial(loss, *data_arrays)
 # --8<-- [end:loss]
 
 
 # --8<-- [start:step]
 def make_step(loss: Callable, optimizer: optax.GradientTransformation) -> Callable:
-    """One jitted optimiser step: ``(params, opt_state, key) -> (params, opt_state, loss)``."""
+    """One jitted optimiser step: ``(params, opt_state, key) -> (params, opt_state, loss)``.
+
+    ``loss`` enters the compiled step as an argument: the arrays held by a
+    ``jax.tree_util.Partial`` (such as the sharded data of :func:`make_loss`)
+    are then inputs of the program, not constants baked into it.
+    """
 
     @jit  # jax.jit, with psyphy_pp's CPU compiler options (psyphy_pp/_jit.py)
-    def step(params: Params, opt_state: optax.OptState, key: PRNGKey):
+    def step(loss, params: Params, opt_state: optax.OptState, key: PRNGKey):
         value, grads = jax.value_and_grad(loss)(params, key)
         updates, opt_state = optimizer.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, value
 
-    return step
+    loss = loss if isinstance(loss, jax.tree_util.Partial) else jax.tree_util.Partial(loss)
+    return functools.partial(step, loss)
 # --8<-- [end:step]
 
 
@@ -78,10 +96,11 @@ def fit_map_scratch(
     seed: int = 0,
     init_params: Params | None = None,
     progress_bar: bool = True,
+    devices: DevicesLike = None,
 ) -> MapResult:
     """MAP estimate by a hand-written, jitted optax loop.
 
-    Same arguments, defaults, objective and key schedule as
+    Same arguments (``devices`` included), defaults, objective and key schedule as
     :func:`~psyphy_pp.fit_map`; returns a :class:`~psyphy_pp.MapResult` with
     ``method="scratch"``.
 
@@ -93,12 +112,13 @@ def fit_map_scratch(
         >>> pp.fit_map_scratch(model, data, num_steps=3, progress_bar=False).losses.shape
         (3,)
     """
-    optimizer, init_params, noise_key, settings = prepare_fit(
+    optimizer, init_params, noise_key, settings, sharding = prepare_fit(
         model, data, num_steps=num_steps, learning_rate=learning_rate, momentum=momentum,
         clip_norm=clip_norm, optimizer=optimizer, seed=seed, init_params=init_params,
+        devices=devices,
     )
     # --8<-- [start:loop]
-    loss = make_loss(model, data, dtype=init_params[SITE_W].dtype)
+    loss = make_loss(model, data, dtype=init_params[SITE_W].dtype, devices=sharding or 1)
     step = make_step(loss, optimizer)
 
     def advance(state, t):

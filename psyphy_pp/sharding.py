@@ -1,0 +1,264 @@
+"""Trials sharded over a device mesh: one layout for every entry point.
+
+The likelihood is a sum over trials, so data parallelism is the natural way to
+use more than one device. :func:`fit_map`, :func:`fit_map_scratch`,
+:func:`fit_nuts` and :meth:`WPPM.prob_correct` accept ``devices=`` and build
+their layout here:
+
+* a 1-D :class:`jax.sharding.Mesh` whose only axis is named :data:`TRIAL_AXIS`
+  (``"trials"``);
+* trial arrays (references, comparisons, responses, mask) placed with
+  ``NamedSharding(mesh, PartitionSpec("trials"))``, the weights ``W`` replicated
+  (``PartitionSpec()``); the sum over trials is reduced by XLA under ``jit``;
+* ``N`` not divisible by the number of devices is padded *after* the real
+  trials with copies of trial 0, and a boolean mask sets their log-likelihood to
+  exactly zero (a ``where``, so their gradient is exactly zero too). The real
+  trials keep their indices ``0 .. N-1``: a Monte Carlo likelihood, whose noise
+  depends only on the key and the trial index, gives the same losses on any
+  number of devices (up to the order of the floating-point sum).
+
+``devices`` may be None (every device when there is more than one, otherwise
+no sharding at all: the single-device code path is exactly the unsharded one),
+a number of devices (the first ``n`` of ``jax.devices()``), a sequence of
+``jax.Device``, a 1-D ``Mesh`` with axis ``"trials"``, or a
+:class:`TrialSharding`.
+
+Several processes (``jax.distributed.initialize``): the mesh spans the devices
+of every process, and each process passes *its own slice* of the trials; the
+global data set is the concatenation of the slices in process order (see the
+"Scaling up" page of the documentation).
+"""
+
+from __future__ import annotations
+
+__all__ = ["TRIAL_AXIS", "TrialSharding", "TrialArrays", "trial_sharding", "pad_trials", "place_trials"]
+
+import math
+from dataclasses import dataclass
+from typing import Any, NamedTuple, Sequence, Union
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from psyphy_pp._typing import Array
+
+#: Name of the mesh axis over which trials are sharded.
+TRIAL_AXIS = "trials"
+
+_EXPECTED = (
+    "None, a positive number of devices, a sequence of jax.Device, "
+    f"a 1-D jax.sharding.Mesh with axis {TRIAL_AXIS!r} or a psyphy_pp.TrialSharding"
+)
+
+
+@dataclass(frozen=True)
+class TrialSharding:
+    """Where trials live: a 1-D device mesh with the axis :data:`TRIAL_AXIS`.
+
+    Build it with :func:`trial_sharding`. It is hashable, so it can be a static
+    argument of a jitted function.
+
+    Attributes:
+        mesh: The mesh; ``mesh.axis_names == ("trials",)``.
+    """
+
+    mesh: Mesh
+
+    @property
+    def num_devices(self) -> int:
+        """Number of devices in the mesh (over all processes)."""
+        return int(self.mesh.devices.size)
+
+    @property
+    def trials(self) -> NamedSharding:
+        """Sharding of an array whose leading axis is the trial axis."""
+        return NamedSharding(self.mesh, PartitionSpec(TRIAL_AXIS))
+
+    @property
+    def replicated(self) -> NamedSharding:
+        """Sharding of a replicated array (the weights ``W``)."""
+        return NamedSharding(self.mesh, PartitionSpec())
+
+    def replicate(self, tree: Any) -> Any:
+        """Place every leaf of ``tree`` on all devices of the mesh."""
+        return jax.device_put(tree, self.replicated)
+
+    def constrain(self, x: Array) -> Array:
+        """``with_sharding_constraint`` of a trial-axis array (inside ``jit``)."""
+        return jax.lax.with_sharding_constraint(x, self.trials)
+
+    def check_trials(self, num: int) -> None:
+        """Raise ``ValueError`` unless ``num`` trials split evenly over the devices."""
+        if num % self.num_devices:
+            raise ValueError(
+                f"the trial arrays must have a length divisible by the {self.num_devices} "
+                f"devices of the mesh (pad them with psyphy_pp.sharding.place_trials), got {num}"
+            )
+
+
+DevicesLike = Union[None, int, Sequence[jax.Device], Mesh, TrialSharding]
+
+
+def trial_sharding(devices: DevicesLike = None) -> TrialSharding | None:
+    """Resolve a ``devices=`` setting to a :class:`TrialSharding`, or None for one device.
+
+    Args:
+        devices: None (all devices, ``jax.devices()``, when there is more than
+            one), a number ``n`` (the first ``n`` devices), a sequence of
+            ``jax.Device``, a 1-D ``jax.sharding.Mesh`` whose axis is named
+            ``"trials"``, or a :class:`TrialSharding` (returned as it is).
+
+    Returns:
+        None when the setting amounts to a single device (the unsharded code
+        path), else a :class:`TrialSharding`.
+
+    Raises:
+        ValueError: For a setting that is none of the above, a number of devices
+            below 1 or above ``jax.device_count()``, repeated devices, or a mesh
+            with other axes. Nothing is compiled before the check.
+
+    Examples:
+        >>> trial_sharding(1) is None
+        True
+        >>> trial_sharding(0)
+        Traceback (most recent call last):
+        ...
+        ValueError: devices must be ... got 0
+    """
+    if isinstance(devices, TrialSharding):
+        return devices if devices.num_devices > 1 else None
+    if isinstance(devices, Mesh):
+        if tuple(devices.axis_names) != (TRIAL_AXIS,):
+            raise ValueError(
+                f"devices: a Mesh must have exactly one axis, named {TRIAL_AXIS!r}; "
+                f"got axis names {tuple(devices.axis_names)}"
+            )
+        return TrialSharding(devices) if devices.devices.size > 1 else None
+    available = jax.devices()
+    if devices is None:
+        chosen = list(available)
+    elif isinstance(devices, (int, np.integer)) and not isinstance(devices, bool):
+        if not 1 <= devices <= len(available):
+            raise ValueError(
+                f"devices must be {_EXPECTED}; as a number it must be between 1 and the "
+                f"{len(available)} device(s) JAX sees (jax.devices()), got {devices!r}"
+            )
+        chosen = list(available[: int(devices)])
+    elif isinstance(devices, Sequence) and not isinstance(devices, str):
+        chosen = list(devices)
+        if not chosen or not all(isinstance(d, jax.Device) for d in chosen):
+            raise ValueError(f"devices must be {_EXPECTED}; got the sequence {devices!r}")
+        if len(set(chosen)) != len(chosen):
+            raise ValueError(f"devices must not repeat a device, got {devices!r}")
+    else:
+        raise ValueError(f"devices must be {_EXPECTED}; got {devices!r}")
+    if len(chosen) == 1:
+        return None
+    return TrialSharding(Mesh(np.array(chosen), (TRIAL_AXIS,)))
+
+
+def pad_trials(arrays: Sequence[np.ndarray], multiple: int) -> tuple[list[np.ndarray], np.ndarray]:
+    """Pad trial arrays to a length divisible by ``multiple``; padding goes last.
+
+    The padding rows copy trial 0 (a valid stimulus whose likelihood is finite);
+    the returned mask is True for the real trials, which keep their indices.
+
+    Args:
+        arrays: Arrays with the same leading length ``N >= 1``.
+        multiple: The padded length is the smallest multiple of this ``>= N``.
+
+    Returns:
+        ``(padded arrays, mask)`` with ``mask.shape == (padded length,)``.
+
+    Examples:
+        >>> (x,), mask = pad_trials([np.arange(5.0)], 4)
+        >>> x.tolist(), mask.tolist()
+        ([0.0, 1.0, 2.0, 3.0, 4.0, 0.0, 0.0, 0.0], [True, True, True, True, True, False, False, False])
+    """
+    n = len(arrays[0])
+    if n < 1:
+        raise ValueError(f"pad_trials needs at least one trial, got {n}")
+    padded_len = math.ceil(n / multiple) * multiple
+    out = []
+    for a in arrays:
+        a = np.asarray(a)
+        if len(a) != n:
+            raise ValueError(f"all trial arrays must have length {n}, got {len(a)}")
+        fill = np.broadcast_to(a[:1], (padded_len - n,) + a.shape[1:])
+        out.append(np.concatenate([a, fill]))
+    return out, np.arange(padded_len) < n
+
+
+class TrialArrays(NamedTuple):
+    """Trial arrays ready for a (possibly sharded) jitted computation."""
+
+    refs: Array
+    comparisons: Array
+    responses: Array | None
+    #: True for real trials, False for padding; None when nothing is padded or sharded.
+    mask: Array | None
+    #: The number of real trials (over all processes).
+    num_trials: int
+
+
+def place_trials(
+    sharding: TrialSharding | None,
+    refs: np.ndarray,
+    comparisons: np.ndarray,
+    responses: np.ndarray | None = None,
+    *,
+    dtype: Any = None,
+) -> TrialArrays:
+    """Pad and place trial arrays for ``sharding`` (unchanged when it is None).
+
+    With one process, the arrays hold all trials. With several processes
+    (``jax.process_count() > 1``), each process passes its own slice; every
+    slice is padded to a common length divisible by the process's device count,
+    and the global arrays are assembled with
+    ``jax.make_array_from_process_local_data``. Real trials then sit in process
+    order with each process's padding after its slice; give every process the
+    same number of trials, a multiple of its device count, for trial indices
+    (and so Monte Carlo noise) identical to a one-process run.
+
+    Args:
+        sharding: From :func:`trial_sharding`; None means one device, no mask.
+        refs: Reference stimuli ``(N, D)``.
+        comparisons: Comparison stimuli ``(N, D)``.
+        responses: Responses ``(N,)`` or None.
+        dtype: Floating dtype of the placed arrays (default: JAX's float).
+
+    Returns:
+        A :class:`TrialArrays`.
+    """
+    dtype = dtype or jnp.result_type(float)
+    arrays = [np.asarray(refs, dtype), np.asarray(comparisons, dtype)]
+    if responses is not None:
+        arrays.append(np.asarray(responses, dtype))
+    if sharding is None:
+        placed = [jnp.asarray(a) for a in arrays]
+        return TrialArrays(placed[0], placed[1], placed[2] if responses is not None else None,
+                           None, len(arrays[0]))
+    if jax.process_count() == 1:
+        padded, mask = pad_trials(arrays, sharding.num_devices)
+        placed = jax.device_put(padded + [mask], sharding.trials)
+        num_trials = len(arrays[0])
+    else:
+        from jax.experimental import multihost_utils
+
+        local = len(sharding.mesh.local_devices)
+        counts = np.asarray(multihost_utils.process_allgather(np.array([len(arrays[0])]))).ravel()
+        length = int(max(math.ceil(c / local) for c in counts)) * local
+        padded, mask = pad_trials(arrays, local)
+        if len(mask) < length:  # pad every slice to the longest one
+            padded, mask2 = pad_trials(padded, length)
+            mask = mask2 & np.concatenate([mask, np.zeros(len(mask2) - len(mask), bool)])
+        placed = [
+            jax.make_array_from_process_local_data(
+                sharding.trials, a, (length * jax.process_count(),) + a.shape[1:])
+            for a in padded + [mask]
+        ]
+        num_trials = int(counts.sum())
+    return TrialArrays(placed[0], placed[1], placed[2] if responses is not None else None,
+                       placed[-1], num_trials)
