@@ -23,6 +23,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m benchmarks.bench_likelihood
 	$(PY) -m benchmarks.bench_map
+	$(PY) -m benchmarks.bench_sharding
 
 $(DOCS_STAMP): $(PY) pyproject.toml
 	$(PY) -m pip install --quiet -e ".[docs]"
