@@ -176,9 +176,9 @@ def _model(args: argparse.Namespace, input_dim: int) -> Any:
 
     method = args.likelihood
     if method == "auto":
-        method = "quadrature" if input_dim == 2 else "mc"
-    if method == "quadrature" and input_dim != 2:
-        raise ValueError(f"--likelihood quadrature needs 2D data, got input_dim {input_dim}")
+        method = "quadrature" if input_dim in (2, 3) else "mc"
+    if method == "quadrature" and input_dim not in (2, 3):
+        raise ValueError(f"--likelihood quadrature needs 2D or 3D data, got input_dim {input_dim}")
     task = Oddity(method=method, num_samples=args.mc_samples)
     return WPPM(input_dim=input_dim, basis_degree=args.basis_degree, extra_dims=args.extra_dims,
                 variance_scale=args.variance_scale, decay_rate=args.decay_rate,

@@ -201,8 +201,9 @@ class Oddity:
         check_positive("num_angles", self.num_angles, integer=True)
         check_positive("num_hermite", self.num_hermite, integer=True)
         check_positive("num_radial", self.num_radial, integer=True)
-        if not isinstance(self.polar_nodes, tuple) or len(self.polar_nodes) != 5:
+        if not isinstance(self.polar_nodes, (tuple, list)) or len(self.polar_nodes) != 5:
             raise ValueError(f"polar_nodes must be a tuple of 5 integers, got {self.polar_nodes!r}")
+        object.__setattr__(self, "polar_nodes", tuple(self.polar_nodes))  # e.g. read from JSON
         for k in self.polar_nodes:
             check_positive("polar_nodes", k, integer=True)
         check_choice("quadrature_rule", self.quadrature_rule, _RULES)
@@ -250,7 +251,12 @@ class Oddity:
         return key
 
     def logits(
-        self, S0: Array, S1: Array, delta: Array, key: PRNGKey | None = None
+        self,
+        S0: Array,
+        S1: Array,
+        delta: Array,
+        key: PRNGKey | None = None,
+        trial_index: Array | None = None,
     ) -> Array:
         """Logits of P(correct), clipped to ``[-MAX_LOGIT, MAX_LOGIT]``.
 
@@ -263,22 +269,26 @@ class Oddity:
             key: Monte Carlo key (ignored when the likelihood is deterministic).
                 Trial ``n``'s noise is a function of ``key`` and ``n`` only
                 (:func:`psyphy_pp.noise.trial_normals`), so it does not depend on
-                the batch or block it sits in.
+                the batch, block or device it sits in.
+            trial_index: The trials' indices ``n``, shape ``(N,)``; default
+                ``0 .. N-1``. A shard of a larger data set passes its global
+                indices, so that its noise is the same as in one piece.
 
         Returns:
             Array of shape ``(N,)``.
         """
         key = self.noise_key(key)
         n = delta.shape[0]
+        index = jnp.arange(n) if trial_index is None else jnp.asarray(trial_index)
         block = min(n, self.block_size(delta.shape[-1]))
         if block == n:
-            z = self._block_logits(S0, S1, delta, jnp.arange(n), key)
+            z = self._block_logits(S0, S1, delta, index, key)
         else:
             num_blocks = -(-n // block)
             pad = num_blocks * block - n
             # Padding repeats trial 0; its logits are computed and dropped.
-            idx = jnp.concatenate([jnp.arange(n), jnp.zeros(pad, jnp.int32)])
-            blocks = (S0[idx], S1[idx], delta[idx], jnp.concatenate([jnp.arange(n), jnp.full(pad, n)]))
+            take = jnp.concatenate([jnp.arange(n), jnp.zeros(pad, jnp.int32)])
+            blocks = (S0[take], S1[take], delta[take], index[take])
             blocks = jax.tree_util.tree_map(lambda a: a.reshape(num_blocks, block, *a.shape[1:]), blocks)
             fn = lambda b: self._block_logits(*b, key)
             if self.method == "quadrature":

@@ -12,7 +12,6 @@ from __future__ import annotations
 __all__ = ["WPPM", "SITE_W", "SITE_Y"]
 
 import dataclasses
-import warnings
 from dataclasses import dataclass, field
 
 import jax
@@ -26,7 +25,6 @@ from psyphy_pp import field as _field
 from psyphy_pp._jit import jit
 from psyphy_pp._typing import Array, ArrayLike, Params, PRNGKey
 from psyphy_pp._validation import check_nonnegative, check_positive, check_stimuli, is_concrete
-from psyphy_pp._warnings import PsyphyWarning
 from psyphy_pp.likelihood import Oddity
 from psyphy_pp.sharding import TRIAL_AXIS, DevicesLike, TrialSharding, place_trials, trial_sharding
 
@@ -76,9 +74,9 @@ class WPPM:
         check_positive("diag_term", self.diag_term)
         if not isinstance(self.task, Oddity):
             raise ValueError(f"task must be a psyphy_pp.Oddity, got {self.task!r}")
-        if self.task.method == "quadrature" and self.input_dim != 2:
+        if self.task.method == "quadrature" and self.input_dim not in (2, 3):
             raise ValueError(
-                "task=Oddity(method='quadrature') needs input_dim == 2, "
+                "task=Oddity(method='quadrature') needs input_dim 2 or 3, "
                 f"got input_dim={self.input_dim}; use method='mc' with fixed_noise=True"
             )
 
@@ -276,10 +274,13 @@ class WPPM:
         return W
 
 
-def _logits(model: WPPM, W: Array, refs: Array, comparisons: Array, key: PRNGKey | None) -> Array:
+def _logits(
+    model: WPPM, W: Array, refs: Array, comparisons: Array, key: PRNGKey | None,
+    trial_index: Array | None = None,
+) -> Array:
     """The core of :meth:`WPPM.logits` (inputs already validated)."""
     S = _field.covariance(W, jnp.stack([refs, comparisons]), model.diag_term)
-    return model.task.logits(S[0], S[1], refs - comparisons, key)
+    return model.task.logits(S[0], S[1], refs - comparisons, key, trial_index)
 
 
 _logits_jit = jit(_logits, static_argnums=0)
@@ -296,37 +297,37 @@ def _sharded_logits(
 
     * when each device holds at most one block of trials, the task sees the
       global arrays with the block widened to all of them, and XLA partitions
-      the trial axis itself (cheap to compile; Monte Carlo noise keeps the
-      global trial indices);
-    * otherwise the quadrature, which does not depend on a trial's index, runs
-      on each device's own shard with its own block loop (``jax.shard_map``);
-    * a Monte Carlo task beyond that size cannot be split without changing its
-      noise (trial ``n``'s noise depends on ``n``, the index in the array the
-      task is given): every device then evaluates every trial, with a warning.
+      the trial axis itself (cheap to compile);
+    * otherwise each device runs the task's block loop on its own shard
+      (``jax.shard_map``), passing the shard's global trial indices, so that a
+      Monte Carlo trial's noise is the same on any number of devices.
     """
     n = refs.shape[0]
     sharding.check_trials(n)
     task = model.task
-    block = task.block_size()
+    block = task.block_size(refs.shape[-1])
     if n > block and n // sharding.num_devices <= block and task.chunk_size is None:
         model = dataclasses.replace(model, task=dataclasses.replace(task, chunk_size=n))
-    elif n > block and task.method == "quadrature":
-        trials = PartitionSpec(TRIAL_AXIS)
-        per_shard = jax.shard_map(
-            lambda W, r, c: _logits(model, W, r, c, None), mesh=sharding.mesh,
-            in_specs=(PartitionSpec(), trials, trials), out_specs=trials,
-        )
-        return per_shard(W, refs, comparisons)
     elif n > block:
-        warnings.warn(
-            f"{n} trials on {sharding.num_devices} devices exceed the Monte Carlo task's "
-            f"block of {block} trials per device; XLA cannot split its block loop across "
-            "devices without changing the noise, so every device evaluates every trial "
-            "(the result is right, but not faster). Use Oddity(method='quadrature') to "
-            "shard this many trials.",
-            PsyphyWarning,
-            stacklevel=2,
+        trials = PartitionSpec(TRIAL_AXIS)
+
+        def shard(W, r, c, key):
+            local = r.shape[0]
+            index = jax.lax.axis_index(TRIAL_AXIS) * local + jnp.arange(local)
+            return _logits(model, W, r, c, key, index)
+
+        key = task.noise_key(key)
+        if key is None:  # a deterministic task: nothing to pass
+            per_shard = jax.shard_map(
+                lambda W, r, c: shard(W, r, c, None), mesh=sharding.mesh,
+                in_specs=(PartitionSpec(), trials, trials), out_specs=trials,
+            )
+            return per_shard(W, refs, comparisons)
+        per_shard = jax.shard_map(
+            shard, mesh=sharding.mesh,
+            in_specs=(PartitionSpec(), trials, trials, PartitionSpec()), out_specs=trials,
         )
+        return per_shard(W, refs, comparisons, key)
     z = _logits(model, W, sharding.constrain(refs), sharding.constrain(comparisons), key)
     return sharding.constrain(z)
 

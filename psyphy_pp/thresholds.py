@@ -97,7 +97,7 @@ def threshold_task(task: Oddity, input_dim: int) -> Oddity:
 
     A deterministic task (quadrature, or fixed-noise Monte Carlo) is returned
     unchanged; a fresh-noise Monte Carlo task becomes
-    ``Oddity(method="quadrature")`` when ``input_dim == 2`` and
+    ``Oddity(method="quadrature")`` when ``input_dim`` is 2 or 3 and
     ``Oddity(method="mc", fixed_noise=True, num_samples=max(2000, M))`` (same
     bandwidth) otherwise.
 
@@ -114,7 +114,7 @@ def threshold_task(task: Oddity, input_dim: int) -> Oddity:
     """
     if task.deterministic:
         return task
-    if input_dim == 2:
+    if input_dim in (2, 3):
         return Oddity(method="quadrature")
     return dataclasses.replace(
         task, fixed_noise=True, num_samples=max(_MIN_FIXED_NOISE_SAMPLES, task.num_samples)

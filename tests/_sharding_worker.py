@@ -82,7 +82,8 @@ def main() -> None:
     # ("blocks": 100-trial blocks, more than one per device: one block loop per device)
     for name, task in [("quadrature", pp.Oddity(method="quadrature")),
                        ("mc", pp.Oddity(num_samples=16)),
-                       ("blocks", pp.Oddity(method="quadrature", chunk_size=100))]:
+                       ("blocks", pp.Oddity(method="quadrature", chunk_size=100)),
+                       ("mc-blocks", pp.Oddity(num_samples=16, chunk_size=100))]:
         model, truth, data = _data(task)
         out["num_trials"] = data.num_trials
         _, v1, g1, _ = _loss_and_grad(model, data, truth, key, 1)

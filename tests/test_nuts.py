@@ -29,12 +29,13 @@ def tiny_posterior(tiny):
                        num_chains=2, seed=1, progress_bar=False)
 
 
-def test_deterministic_task_picks_quadrature_in_2d_and_fixed_noise_elsewhere():
+def test_deterministic_task_picks_quadrature_in_2d_3d_and_fixed_noise_elsewhere():
     assert deterministic_task(pp.Oddity(), 2) == NUTS_QUADRATURE
+    assert deterministic_task(pp.Oddity(), 3) == NUTS_QUADRATURE
     assert NUTS_QUADRATURE.method == "quadrature" and NUTS_QUADRATURE.deterministic
-    t3 = deterministic_task(pp.Oddity(num_samples=500, bandwidth=0.05), 3)
-    assert (t3.method, t3.fixed_noise, t3.num_samples, t3.bandwidth) == ("mc", True, 2000, 0.05)
-    assert deterministic_task(pp.Oddity(num_samples=4000), 3).num_samples == 4000
+    t1 = deterministic_task(pp.Oddity(num_samples=500, bandwidth=0.05), 1)
+    assert (t1.method, t1.fixed_noise, t1.num_samples, t1.bandwidth) == ("mc", True, 2000, 0.05)
+    assert deterministic_task(pp.Oddity(num_samples=4000), 1).num_samples == 4000
     fixed = pp.Oddity(fixed_noise=True, num_samples=50)
     assert deterministic_task(fixed, 3) is fixed
 
@@ -74,8 +75,8 @@ def test_fit_nuts_explicit_task_overrides_the_choice(tiny):
     assert used.task is task and "explicitly" in note
     used, note = _choose_task(dataclasses.replace(model, task=task), None)
     assert used.task is task and "already deterministic" in note
-    with pytest.raises(ValueError, match="quadrature.*needs input_dim == 2"):
-        _choose_task(pp.WPPM(input_dim=3, basis_degree=1), pp.Oddity(method="quadrature"))
+    with pytest.raises(ValueError, match="quadrature.*needs input_dim 2 or 3"):
+        _choose_task(pp.WPPM(input_dim=1, basis_degree=1), pp.Oddity(method="quadrature"))
 
 
 def test_fit_nuts_rejects_a_fresh_noise_task(tiny):

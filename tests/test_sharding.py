@@ -141,20 +141,23 @@ def test_sharded_loss_and_gradient_agree_quadrature(four_devices, name):
     assert r["hlo4"]["argument_bytes"] < r["data_bytes"] / 3  # a quarter of the data per device
 
 
-def test_sharded_loss_and_gradient_agree_monte_carlo(four_devices):
+@pytest.mark.parametrize("name", ["mc", "mc-blocks"])
+def test_sharded_loss_and_gradient_agree_monte_carlo(four_devices, name):
     """Same key, same noise: the MC loss does not depend on the number of devices.
 
+    "mc-blocks" has several blocks per device, so each device runs its own block
+    loop and passes its shard's global trial indices to the noise generator.
     The gradient's tolerance is looser: with bandwidth 1e-2 the smoothed decision is
     steep, and even ``jit`` against eager evaluation of one device differ by ~1e-5
     of the largest gradient entry in float32.
     """
-    r = four_devices["mc"]
+    r = four_devices[name]
     np.testing.assert_allclose(r["value"][1:], r["value"][0], rtol=1e-5)
     _assert_grads_agree(r["grad"], rtol=1e-4)
     assert not r["hlo4"]["all_gather"]
 
 
-@pytest.mark.parametrize("name", ["quadrature", "mc", "blocks"])
+@pytest.mark.parametrize("name", ["quadrature", "mc", "blocks", "mc-blocks"])
 def test_padding_contributes_exactly_zero(four_devices, name):
     r = four_devices[name]
     assert r["mask_value_diff"] == 0.0

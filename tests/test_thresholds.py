@@ -24,7 +24,7 @@ SIGMA = 0.05
 
 def constant_model(input_dim: int = 2, task: pp.Oddity | None = None) -> pp.WPPM:
     """A degree-1 model whose field is constant when only W[0, ..., 0] is non-zero."""
-    task = task or (pp.Oddity(method="quadrature") if input_dim == 2
+    task = task or (pp.Oddity(method="quadrature") if input_dim in (2, 3)
                     else pp.Oddity(method="mc", fixed_noise=True, num_samples=4000))
     return pp.WPPM(input_dim=input_dim, basis_degree=1, extra_dims=1, diag_term=1e-9, task=task)
 
@@ -77,15 +77,30 @@ def test_thresholds_isotropic_match_numpy_reference():
     np.testing.assert_allclose(th.ellipses.centre, refs, atol=1e-4)
 
 
-def test_thresholds_3d_isotropic_fixed_noise_monte_carlo():
+def test_thresholds_3d_isotropic_quadrature():
     model = constant_model(3)
     th = pp.thresholds(model, constant_params(model, isotropic_U0(3)), [[0.0, 0.0, 0.0]],
                        num_directions=10)
     assert th.directions.shape == (10, 3) and th.reached.all()
-    # DESIGN.md: about 2.717 sigma in 3D; fixed-noise Monte Carlo (4000 samples,
-    # bandwidth 1e-2) carries a bias of a percent or so.
-    np.testing.assert_allclose(th.distances / SIGMA, 2.717, rtol=0.03)
+    # DESIGN.md: about 2.717 sigma in 3D. The default 384-node polar rule errs by
+    # ~7e-4 in P(correct) (benchmarks/quadrature_3d.py), ~0.3% in distance: 2.726.
+    np.testing.assert_allclose(th.distances / SIGMA, 2.717, rtol=5e-3)
     assert th.ellipses.axes.shape == (1, 3) and th.ellipses.ok.all()
+
+
+def test_thresholds_3d_isotropic_fixed_noise_monte_carlo():
+    task = pp.Oddity(method="mc", fixed_noise=True, num_samples=4000)
+    model = constant_model(3, task)
+    th = pp.thresholds(model, constant_params(model, isotropic_U0(3)), [[0.0, 0.0, 0.0]],
+                       num_directions=10)
+    assert th.reached.all()
+    # Each direction has its own fixed noise: P(correct) at threshold is off by
+    # ~sqrt(p (1 - p) / 4000) = 0.0075, i.e. ~1.5% in distance per direction. So
+    # 6% (4 standard errors). (This was 3% until the noise generator changed:
+    # measured over the 10 directions, the threefry draws gave -4.1%..+2.4% and
+    # the hash draws -2.9%..+3.9%, both within the 4-SE band.)
+    np.testing.assert_allclose(th.distances / SIGMA, 2.717, rtol=0.06)
+    np.testing.assert_allclose(np.mean(th.distances / SIGMA), 2.717, rtol=0.02)
 
 
 def test_thresholds_scale_linearly_with_sigma(rng):
@@ -226,8 +241,9 @@ def test_thresholds_rejects_bad_input(kwargs, message):
 
 def test_threshold_task_makes_the_likelihood_deterministic():
     assert threshold_task(pp.Oddity(), 2).method == "quadrature"
-    t3 = threshold_task(pp.Oddity(num_samples=100), 3)
-    assert t3.fixed_noise and t3.num_samples == 2000
+    assert threshold_task(pp.Oddity(), 3).method == "quadrature"
+    t1 = threshold_task(pp.Oddity(num_samples=100), 1)
+    assert t1.fixed_noise and t1.num_samples == 2000
     fixed = pp.Oddity(fixed_noise=True)
     assert threshold_task(fixed, 2) is fixed
 
