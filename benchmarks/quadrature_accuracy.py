@@ -13,6 +13,9 @@ angles x radial), prints the mean and max |error| of P(correct):
   1 to 3,000 standard deviations apart, against the same reference (64 x 256 nodes);
 * ``r=c``: the error at r = c with S0 = S1 (exactly 1/3);
 
+(rule ``SAq`` is ``1 - oddity_prob_semianalytic(..., return_incorrect=True)``, the
+complement rule that ``Oddity(method="quadrature")`` uses for the logits)
+
 plus the time of a jitted value-and-grad of sum(log p) over N = 10,000 float32
 trials (median and min of 10 calls after warm-up). Half of the configurations are
 WPPM-like (S1 a smooth perturbation of S0, comparison within ~4 thresholds); the
@@ -133,8 +136,12 @@ def main() -> None:
           f"{'YNNPACK fusions off' if args.no_ynn else 'default XLA flags'}\n")
 
     eye = np.eye(2) * 0.01
+    one_minus_q = lambda *a, **kw: 1.0 - oddity_prob_semianalytic(  # noqa: E731
+        *a, return_incorrect=True, **kw
+    )
     rules = [("GH", oddity_prob_quadrature, "num_hermite", GH_SETTINGS),
-             ("SA", oddity_prob_semianalytic, "num_radial", SA_SETTINGS)]
+             ("SA", oddity_prob_semianalytic, "num_radial", SA_SETTINGS),
+             ("SAq", one_minus_q, "num_radial", SA_SETTINGS)]
     print(f"{'rule':>4} {'nodes':>8} {'evals':>5} {'MC mean':>8} {'MC max':>8} "
           f"{'ref mean':>8} {'ref max':>8} {'far max':>8} {'r=c':>8} {'ms med':>7} {'ms min':>7}")
     for name, fn, key, settings in rules:

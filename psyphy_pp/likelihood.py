@@ -329,9 +329,14 @@ class Oddity:
                 q = jnp.clip(q, PROB_EPS, 1.0 - PROB_EPS)
                 return jnp.log1p(-q) - jnp.log(q)
             if self.quadrature_rule == "semianalytic":
-                p = quadrature.oddity_prob_semianalytic(
-                    S0, S1, delta, num_angles=self.num_angles, num_radial=self.num_radial
+                # 1 - p directly (the lam in [1, inf) half of the integral): far above
+                # threshold p rounds to 1 while 1 - p is still well above PROB_EPS.
+                q = quadrature.oddity_prob_semianalytic(
+                    S0, S1, delta, num_angles=self.num_angles, num_radial=self.num_radial,
+                    return_incorrect=True,
                 )
+                q = jnp.clip(q, PROB_EPS, 1.0 - PROB_EPS)
+                return jnp.log1p(-q) - jnp.log(q)
             else:
                 p = quadrature.oddity_prob_quadrature(
                     S0, S1, delta, num_angles=self.num_angles, num_hermite=self.num_hermite

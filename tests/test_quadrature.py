@@ -239,3 +239,193 @@ def test_authors_baseline(rule):
     np.testing.assert_allclose(p, mc, atol=1e-3)
     # The stored pC is a single 200-sample smoothed draw: binomial 4-sigma check.
     assert np.all(np.abs(data["pC"] - p) <= 4 * np.sqrt(p * (1 - p) / 200))
+
+
+# --- 1 - P(correct) computed directly (return_incorrect=True) -------------------------
+
+INCORRECT = jax.jit(
+    lambda S0, S1, delta, num_angles=8, num_radial=4: oddity_prob_semianalytic(
+        S0, S1, delta, num_angles=num_angles, num_radial=num_radial, return_incorrect=True
+    ),
+    static_argnames=("num_angles", "num_radial"),
+)
+
+
+def _brute_force_log_incorrect(S0, S1, delta, n_theta=64, n_v=48, width=12.0):
+    """log P(incorrect) by nested Gauss-Legendre from DESIGN 2b, float64 numpy.
+
+    Independent of psyphy_pp: u' ~ N(0, A) falls outside the correct region
+    ``(3/4)|u'|^2 + |<u', v'>| < |v'|^2`` along direction e beyond the root R of
+    ``(3/4) R^2 + R |<e, v'>| = |v'|^2``, with Gaussian mass
+    ``exp(-a R^2 / 2) / (2 pi a sqrt|A|)`` per unit angle (a = e^T A^{-1} e). The
+    angle runs over the full circle split at the two kinks ``<e, v'> = 0``; v' ~
+    N(mu, B) is integrated on a tensor grid spanning +-width standard deviations of
+    the Laplace approximation of the integrand (its mode is far from v' = 0 for far
+    trials, where the integrand is smooth). Everything stays in logs.
+    """
+    from scipy import optimize
+    from scipy.special import logsumexp
+
+    L = np.linalg.cholesky((2 * S0 + S1) / 3)
+    Li = np.linalg.inv(L)
+    A, B, mu = 2 * Li @ S0 @ Li.T, Li @ (S0 / 2 + S1) @ Li.T, Li @ delta
+    Ai, Bi = np.linalg.inv(A), np.linalg.inv(B)
+    x, w = np.polynomial.legendre.leggauss(n_theta)
+    log_wt = np.log(np.concatenate([w, w]) * np.pi / 2)
+    log_c = -np.log(2 * np.pi) - 0.5 * np.log(np.linalg.det(A))
+
+    def log_h(v):
+        phi = np.arctan2(v[..., 1], v[..., 0])[..., None]
+        th = np.concatenate([phi + np.pi / 2 * x, phi + np.pi + np.pi / 2 * x], -1)
+        e0, e1 = np.cos(th), np.sin(th)
+        a = Ai[0, 0] * e0**2 + 2 * Ai[0, 1] * e0 * e1 + Ai[1, 1] * e1**2
+        ev = np.abs(e0 * v[..., 0, None] + e1 * v[..., 1, None])
+        R = (2 / 3) * (np.sqrt(ev**2 + 3 * (v**2).sum(-1)[..., None]) - ev)
+        log_q = log_c + logsumexp(-0.5 * a * R**2 - np.log(a) + log_wt, axis=-1)
+        dv = v - mu
+        return log_q - 0.5 * np.einsum("...i,ij,...j", dv, Bi, dv)
+
+    mode = optimize.minimize(lambda v: -log_h(v), 0.5 * mu, method="Nelder-Mead",
+                             options=dict(xatol=1e-9, fatol=1e-12, maxiter=4000)).x
+    eps = 1e-4 * (1 + np.abs(mode).max())
+    E = np.eye(2) * eps
+    H = np.array([[-(log_h(mode + E[i] + E[j]) - log_h(mode + E[i] - E[j])
+                     - log_h(mode - E[i] + E[j]) + log_h(mode - E[i] - E[j])) / (4 * eps**2)
+                   for j in range(2)] for i in range(2)])
+    C = np.linalg.cholesky(np.linalg.inv(H))
+    xv, wv = np.polynomial.legendre.leggauss(n_v)
+    z = np.stack(np.meshgrid(width * xv, width * xv, indexing="ij"), -1).reshape(-1, 2)
+    log_wz = np.log(np.outer(wv, wv).reshape(-1) * width**2)
+    log_norm = -0.5 * np.log(np.linalg.det(2 * np.pi * B)) + np.log(np.linalg.det(C))
+    return logsumexp(log_h(mode + z @ C.T) + log_wz) + log_norm
+
+
+FAR_FAMILIES = {  # (S0, S1, direction angle in S0's Cholesky frame, distances in sd)
+    "S0 = S1 = 1e-4 I": (1e-4 * np.eye(2), 1e-4 * np.eye(2), 0.0, [3.0, 6.0, 9.0, 12.0]),
+    "S0 = S1 elongated": (_spd(0.01, 3.0, 0.5), _spd(0.01, 3.0, 0.5), 1.0, [3.0, 6.0, 9.0, 12.0]),
+    "S1 = 2.5 S0": (
+        _spd(0.01, 1.5, 0.3), 2.5 * _spd(0.01, 1.5, 0.3), 0.4, [3.0, 7.0, 11.0, 15.0]
+    ),
+    "S1 rotated": (
+        _spd(0.01, 2.0, 0.3), 1.2 * _spd(0.01, 2.5, 0.6), 2.0, [3.0, 6.0, 10.0, 13.0]
+    ),
+}
+
+
+def _far_deltas(S0, angle, dist):
+    return np.asarray(dist)[:, None] * (np.linalg.cholesky(S0) @ [np.cos(angle), np.sin(angle)])
+
+
+@pytest.mark.parametrize("family", FAR_FAMILIES)
+def test_incorrect_far_trials_match_brute_force(family):
+    """1 - p far above threshold, relative to an independent float64 integration.
+
+    Measured relative errors (DESIGN's 8 angles are the limit; the lam rule alone errs
+    by < 2e-4): S0 = S1 and S1 = 2.5 S0 at most 5e-3 over 1 - p in [1e-6, 0.6] at
+    8 x 4 nodes, so tolerance 1e-2; for S1 rotated against S0 the angle integrand's
+    peak is narrow and off-centre (module docstring): 7e-2 at 8 angles, 4e-4 at 12,
+    so that family is checked at 16 x 4 nodes with the same 1e-2. The brute force
+    agrees with itself at twice the nodes to 1e-13 relative.
+    """
+    S0, S1, angle, dist = FAR_FAMILIES[family]
+    delta = _far_deltas(S0, angle, dist)
+    ref = np.exp([_brute_force_log_incorrect(S0, S1, d) for d in delta])
+    assert ref.min() < 5e-6 and ref.max() > 1e-2  # the range the claim is about
+    jax.config.update("jax_enable_x64", True)
+    try:
+        num_angles = 16 if family == "S1 rotated" else 8
+        q = np.asarray(INCORRECT(S0, S1, delta, num_angles=num_angles))
+        q_hi = np.asarray(INCORRECT(S0, S1, delta, num_angles=256, num_radial=64))
+    finally:
+        jax.config.update("jax_enable_x64", False)
+    # The rule converges to the independent reference up to its own truncation of
+    # the lam range where the exponent exceeds 12 (a relative e^-12 = 6e-6).
+    np.testing.assert_allclose(q_hi, ref, rtol=2e-5)
+    np.testing.assert_allclose(q, ref, rtol=1e-2)
+    # float32 keeps the relative precision (its exponentials are relatively exact).
+    q32 = np.asarray(INCORRECT(*(jnp.asarray(a, jnp.float32) for a in (S0, S1, delta)),
+                               num_angles=num_angles))
+    np.testing.assert_allclose(q32, ref, rtol=1.5e-2)
+
+
+def test_incorrect_far_beyond_float64_complement():
+    """Where 1 - p underflows to 0 in float64, the direct rule still converges."""
+    jax.config.update("jax_enable_x64", True)
+    try:
+        S = 1e-4 * np.eye(2)
+        delta = np.array([[0.15, 0.0], [0.2, 0.0]])
+        assert np.all(np.asarray(1.0 - oddity_prob_semianalytic(S, S, delta)) < 1e-12)
+        q = np.asarray(INCORRECT(S, S, delta, num_angles=256, num_radial=64))
+    finally:
+        jax.config.update("jax_enable_x64", False)
+    ref = np.exp([_brute_force_log_incorrect(S, S, d) for d in delta])  # 1.1e-9, 4.0e-16
+    np.testing.assert_allclose(q, ref, rtol=2e-5)  # the lam-range truncation, e^-12
+
+
+def test_correct_plus_incorrect_is_one():
+    """p ([0, 1] half) + q ([1, inf) half) = 1: the two halves of one integral.
+
+    At 64 x 64 nodes both halves are converged (float64, 1e-10). At the default 8 x 4
+    each half has its own quadrature error, measured below 3e-5 (mean 3e-6) on the
+    benchmark's 200 configurations: tolerance 1e-4.
+    """
+    jax.config.update("jax_enable_x64", True)
+    try:
+        args = _batch()
+        for kw, tol in [({"num_angles": 64, "num_radial": 64}, 1e-10), ({}, 1e-4)]:
+            p = np.asarray(RULES["semianalytic"](*args, **kw))
+            q = np.asarray(INCORRECT(*args, **kw))
+            np.testing.assert_allclose(p + q, 1.0, atol=tol)
+    finally:
+        jax.config.update("jax_enable_x64", False)
+
+
+def test_incorrect_at_r_equals_c_is_two_thirds():
+    """Exact up to float32 rounding: for S0 = S1 the substituted lam integrand is exp.
+
+    Measured: at most 7e-7 off (axis ratio 25), a few float32 ulps; tolerance 2e-6."""
+    covs = [_spd(0.05, 1.0, 0.0), _spd(0.05, 1.5, 0.3), _spd(0.01, 25.0, 1.1), _spd(1e-3, 3, 2)]
+    S = jnp.asarray(np.array(covs), jnp.float32)
+    q = np.asarray(INCORRECT(S, S, jnp.zeros((len(covs), 2), jnp.float32)))
+    np.testing.assert_allclose(q, 2 / 3, atol=2e-6)
+
+
+@pytest.mark.parametrize("dist", [0.0, 1e-20, 1e-3, 1.0, 10.0, 30.0, 1e3, 1e5])
+def test_incorrect_logits_finite_with_gradients(dist):
+    """Value and gradient of the Bernoulli log-likelihood as the Oddity task forms it."""
+    from psyphy_pp.likelihood import PROB_EPS
+
+    S0, S1 = _spd(0.05, 2.0, 0.3), _spd(0.06, 1.5, 0.5)
+    delta = dist * np.linalg.cholesky(S0) @ [0.8, 0.6]
+
+    def loglik(S0, S1, delta):
+        q = jnp.clip(INCORRECT(S0, S1, delta), PROB_EPS, 1.0 - PROB_EPS)
+        logit = jnp.log1p(-q) - jnp.log(q)
+        return -jax.nn.softplus(-logit) - jax.nn.softplus(logit)  # y = 1 plus y = 0
+
+    value, grads = jax.value_and_grad(loglik, argnums=(0, 1, 2))(
+        *(jnp.asarray(x, jnp.float32) for x in (S0, S1, delta))
+    )
+    assert np.isfinite(value)
+    for g in grads:
+        assert np.all(np.isfinite(np.asarray(g)))
+
+
+def test_incorrect_gradient_matches_finite_differences():
+    """Node placement is held fixed under differentiation, so the gradient is that of
+    the integrand on the nodes: it equals the derivative of the value up to the
+    quadrature error. Checked in float64 against central differences of log q (the
+    logit's hard part) at 8 x 4 nodes: relative error measured below 2e-3 from 0.5 to
+    12 standard deviations, tolerance 1e-2."""
+    jax.config.update("jax_enable_x64", True)
+    try:
+        S0, S1 = _spd(1.0, 2.0, 0.3), _spd(1.1, 1.5, 0.5)
+        f = lambda d: jnp.log(INCORRECT(S0, S1, d))  # noqa: E731
+        for dist in (0.5, 2.0, 6.0, 12.0):
+            d = dist * np.array([0.8, 0.6])
+            g = np.asarray(jax.grad(f)(jnp.asarray(d)))
+            h = 1e-5
+            fd = np.array([(f(d + h * e) - f(d - h * e)) / (2 * h) for e in np.eye(2)])
+            np.testing.assert_allclose(g, fd, rtol=1e-2, atol=1e-3 * np.abs(fd).max())
+    finally:
+        jax.config.update("jax_enable_x64", False)
