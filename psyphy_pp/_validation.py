@@ -56,6 +56,28 @@ def check_stimuli(name: str, x: object, input_dim: int | None = None) -> np.ndar
     return arr
 
 
+def covariance_triplet(S0: object, S1: object, delta: object, input_dim: int) -> tuple:
+    """``S0, S1, delta`` as JAX arrays of one float dtype, shapes ``(..., D, D)`` and ``(..., D)``.
+
+    The dtype is the inputs' common type, at least float32. Raises ``ValueError``
+    naming the argument when a trailing shape is not ``(D, D)`` or ``(D,)``.
+    """
+    import jax.numpy as jnp
+
+    S0, S1, delta = jnp.asarray(S0), jnp.asarray(S1), jnp.asarray(delta)
+    d = input_dim
+    for name, shape, expected in (("S0", S0.shape, (d, d)), ("S1", S1.shape, (d, d)),
+                                  ("delta", delta.shape, (d,))):
+        if len(shape) < len(expected) or tuple(shape[len(shape) - len(expected):]) != expected:
+            spec = ", ".join(("...",) + tuple(map(str, expected)))
+            raise ValueError(
+                f"{name} must have shape ({spec}) (only input_dim {d} is supported), "
+                f"got {tuple(shape)}"
+            )
+    dtype = jnp.result_type(S0.dtype, S1.dtype, delta.dtype, jnp.float32)
+    return S0.astype(dtype), S1.astype(dtype), delta.astype(dtype)
+
+
 def is_concrete(x: object) -> bool:
     """True unless ``x`` is a JAX tracer (i.e. we are inside a transformation)."""
     import jax

@@ -79,6 +79,7 @@ import numpy as np
 
 from psyphy_pp._linalg import cholesky, solve_lower, solve_lower_matrix
 from psyphy_pp._typing import Array, ArrayLike
+from psyphy_pp._validation import covariance_triplet
 
 #: Default Gauss-Legendre nodes in the angle ``t`` (both rules).
 DEFAULT_NUM_ANGLES = 8
@@ -131,23 +132,9 @@ def _unit_rule(n: int) -> tuple[np.ndarray, np.ndarray]:
     return 0.5 * (x + 1.0), 0.5 * w
 
 
-def _check_shape(name: str, shape: tuple[int, ...], expected: tuple[int, ...]) -> None:
-    if len(shape) < len(expected) or tuple(shape[len(shape) - len(expected) :]) != expected:
-        spec = ", ".join(("...",) + tuple(map(str, expected)))
-        raise ValueError(
-            f"{name} must have shape ({spec}) (only input_dim 2 is supported), "
-            f"got {tuple(shape)}"
-        )
-
-
 def _whiten(S0: ArrayLike, S1: ArrayLike, delta: ArrayLike) -> tuple[Array, ...]:
     """Validate, promote to a float dtype, and return ``Q, K, mu`` (module docstring)."""
-    S0, S1, delta = jnp.asarray(S0), jnp.asarray(S1), jnp.asarray(delta)
-    _check_shape("S0", S0.shape, (2, 2))
-    _check_shape("S1", S1.shape, (2, 2))
-    _check_shape("delta", delta.shape, (2,))
-    dtype = jnp.result_type(S0.dtype, S1.dtype, delta.dtype, jnp.float32)
-    S0, S1, delta = S0.astype(dtype), S1.astype(dtype), delta.astype(dtype)
+    S0, S1, delta = covariance_triplet(S0, S1, delta, 2)
     L = cholesky((2.0 * S0 + S1) / 3.0)
     Q = solve_lower_matrix(cholesky(S0), L)  # lower triangular, A^{-1} = Q^T Q / 2
     K = solve_lower_matrix(L, cholesky(0.5 * S0 + S1))  # lower triangular, B = K K^T

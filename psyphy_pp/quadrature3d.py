@@ -69,6 +69,8 @@ from jax.scipy.special import erf, log_ndtr
 
 from psyphy_pp._linalg import cholesky, solve_lower, solve_lower_matrix
 from psyphy_pp._typing import Array, ArrayLike
+from psyphy_pp._validation import covariance_triplet
+from psyphy_pp.quadrature import _hermite_rule
 
 #: Default node counts of :func:`oddity_prob_polar_3d`:
 #: ``(num_n_polar, num_n_azimuth, num_f_polar, num_f_azimuth, num_psi)``.
@@ -101,32 +103,9 @@ def _sphere_rule(n_cos: int, n_azi: int, lo: float) -> tuple[np.ndarray, ...]:
     return tuple(a.reshape(-1) for a in (c, s, np.cos(phi), np.sin(phi), w))
 
 
-@lru_cache(maxsize=None)
-def _hermite_rule_3d(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Tensor Gauss-Hermite rule for ``N(0, I_3)``: nodes ``(n**3, 3)``, weights."""
-    x, w = np.polynomial.hermite.hermgauss(n)
-    grids = np.meshgrid(*([np.sqrt(2.0) * x] * 3), indexing="ij")
-    wgrids = np.meshgrid(*([w / np.sqrt(np.pi)] * 3), indexing="ij")
-    return np.stack(grids, -1).reshape(-1, 3), np.prod(wgrids, axis=0).reshape(-1)
-
-
-def _check_shape(name: str, shape: tuple[int, ...], expected: tuple[int, ...]) -> None:
-    if len(shape) < len(expected) or tuple(shape[len(shape) - len(expected) :]) != expected:
-        spec = ", ".join(("...",) + tuple(map(str, expected)))
-        raise ValueError(
-            f"{name} must have shape ({spec}) (only input_dim 3 is supported), "
-            f"got {tuple(shape)}"
-        )
-
-
 def _factors(S0: ArrayLike, S1: ArrayLike, delta: ArrayLike) -> tuple[Array, ...]:
     """Validate, promote to float, and return ``P, K, m`` (module docstring)."""
-    S0, S1, delta = jnp.asarray(S0), jnp.asarray(S1), jnp.asarray(delta)
-    _check_shape("S0", S0.shape, (3, 3))
-    _check_shape("S1", S1.shape, (3, 3))
-    _check_shape("delta", delta.shape, (3,))
-    dtype = jnp.result_type(S0.dtype, S1.dtype, delta.dtype, jnp.float32)
-    S0, S1, delta = S0.astype(dtype), S1.astype(dtype), delta.astype(dtype)
+    S0, S1, delta = covariance_triplet(S0, S1, delta, 3)
     L = cholesky((2.0 * S0 + S1) / 3.0)
     LB = cholesky(0.5 * S0 + S1)
     P = solve_lower_matrix(L, cholesky(2.0 * S0))
@@ -220,7 +199,7 @@ def oddity_prob_gauss_hermite_3d(
     """
     P, K, m = _factors(S0, S1, delta)
     dtype = m.dtype
-    z, w_z = (jnp.asarray(a, dtype) for a in _hermite_rule_3d(num_hermite))
+    z, w_z = (jnp.asarray(a, dtype) for a in _hermite_rule(num_hermite, 3))
     ct, st, cp, sp, w_e = (jnp.asarray(a, dtype) for a in _sphere_rule(num_cos, num_azimuth, 0.0))
     g = 2.0 / 3.0 * (jnp.sqrt(ct**2 + 3.0) - ct)
 
