@@ -167,7 +167,7 @@ def deterministic_task(task: Oddity, input_dim: int) -> Oddity:
 
     Examples:
         >>> deterministic_task(Oddity(), 2)
-        Oddity(method='quadrature', quadrature_rule='semianalytic', num_angles=16, num_radial=8)
+        Oddity(method='quadrature', quadrature_rule='semianalytic', num_angles=16, num_radial=8, polar_nodes=(4, 6, 3, 6, 4))
         >>> deterministic_task(Oddity(num_samples=500), 1)
         Oddity(method='mc', num_samples=2000, bandwidth=0.01, fixed_noise=True, ...)
     """

@@ -61,7 +61,7 @@ def test_weights_of_the_wrong_shape_are_rejected():
         (dict(basis_degree=-1), "basis_degree"),
         (dict(extra_dims=1.5), "extra_dims"),
         (dict(task="mc"), "task"),
-        (dict(input_dim=3, task=pp.Oddity(method="quadrature")), "quadrature"),
+        (dict(input_dim=1, task=pp.Oddity(method="quadrature")), "quadrature"),
     ],
 )
 def test_wppm_rejects_bad_hyperparameters(kwargs, name):
