@@ -107,7 +107,7 @@ def _mc_sweep(Ma: Array, Mb: Array, mu: Array, noise: Array, bandwidth: float):
     # log finite there (and its derivative zero).
     tiny = jnp.finfo(x.dtype).tiny
     logit = jnp.log(jnp.maximum(p, tiny)) - jnp.log(jnp.maximum(q, tiny))
-    return logit, (u, v, uv, big * small, p, q, tiny)
+    return logit, (u, v, uv, big * small, p, q)
 
 
 @partial(jax.custom_vjp, nondiff_argnums=(4,))
@@ -116,7 +116,8 @@ def _mc_logits(Ma: Array, Mb: Array, mu: Array, noise: Array, bandwidth: float) 
 
 
 def _mc_logits_fwd(Ma, Mb, mu, noise, bandwidth):
-    logit, (u, v, uv, sig_prime, p, q, tiny) = _mc_sweep(Ma, Mb, mu, noise, bandwidth)
+    logit, (u, v, uv, sig_prime, p, q) = _mc_sweep(Ma, Mb, mu, noise, bandwidth)
+    tiny = jnp.finfo(p.dtype).tiny  # the floor of _mc_sweep
     # d logit / d x_m = -sigmoid'(x_m) / M * (1/p + 1/q); zero where the floor is active.
     inv = jnp.where(p > tiny, 1.0 / p, 0.0) + jnp.where(q > tiny, 1.0 / q, 0.0)
     w = -sig_prime * (inv / (noise.shape[-1] * bandwidth))[..., None]
@@ -302,49 +303,47 @@ class Oddity:
         """Trials per block (see ``chunk_size``)."""
         if self.chunk_size is not None:
             return self.chunk_size
-        if self.method == "quadrature" and input_dim == 3:
-            return max(1, 2**20 // math.prod(self.polar_nodes))
         if self.method == "quadrature":
-            per_trial = self.num_angles * (
-                self.num_radial if self.quadrature_rule == "semianalytic" else self.num_hermite**2
-            )
+            if input_dim == 3:
+                per_trial = math.prod(self.polar_nodes)
+            else:
+                inner = self.num_radial if self.quadrature_rule == "semianalytic" else self.num_hermite**2
+                per_trial = self.num_angles * inner
             return max(1, 2**20 // per_trial)
         # Monte Carlo blocks small enough for the samples to stay in cache: at
         # P-std, blocks of 128 trials x 500 samples ran 1.5x faster than 2,000.
         return max(1, 2**16 // self.num_samples)
 
-    def _block_logits(
-        self, S0: Array, S1: Array, delta: Array, trial_index: Array, key: PRNGKey | None
-    ) -> Array:
-        if self.method == "quadrature":
-            from psyphy_pp import quadrature
+    def _quadrature_logits(self, S0: Array, S1: Array, delta: Array) -> Array:
+        from psyphy_pp import quadrature, quadrature3d
 
-            if delta.shape[-1] == 3:
-                from psyphy_pp.quadrature3d import oddity_prob_polar_3d
-
-                # 1 - p directly: full relative precision near the ceiling.
-                q = oddity_prob_polar_3d(
-                    S0, S1, delta, nodes=self.polar_nodes, return_incorrect=True
-                )
-                q = jnp.clip(q, PROB_EPS, 1.0 - PROB_EPS)
-                return jnp.log1p(-q) - jnp.log(q)
-            if self.quadrature_rule == "semianalytic":
-                # 1 - p directly (the lam in [1, inf) half of the integral): far above
-                # threshold p rounds to 1 while 1 - p is still well above PROB_EPS.
-                q = quadrature.oddity_prob_semianalytic(
-                    S0, S1, delta, num_angles=self.num_angles, num_radial=self.num_radial,
-                    return_incorrect=True,
-                )
-                q = jnp.clip(q, PROB_EPS, 1.0 - PROB_EPS)
-                return jnp.log1p(-q) - jnp.log(q)
-            else:
-                p = quadrature.oddity_prob_quadrature(
-                    S0, S1, delta, num_angles=self.num_angles, num_hermite=self.num_hermite
-                )
+        if delta.shape[-1] == 2 and self.quadrature_rule == "gauss-hermite":
+            p = quadrature.oddity_prob_quadrature(
+                S0, S1, delta, num_angles=self.num_angles, num_hermite=self.num_hermite
+            )
             # Clip p before the logs: a p that rounds to 1 would give log1p(-p) = -inf
             # and a NaN gradient; clipped trials get a zero gradient instead.
             p = jnp.clip(p, PROB_EPS, 1.0 - PROB_EPS)
             return jnp.log(p) - jnp.log1p(-p)
+        # The other rules integrate 1 - p directly: far above threshold p rounds to
+        # 1 while 1 - p is still well above PROB_EPS.
+        if delta.shape[-1] == 3:
+            q = quadrature3d.oddity_prob_polar_3d(
+                S0, S1, delta, nodes=self.polar_nodes, return_incorrect=True
+            )
+        else:  # the semi-analytic rule's lam in [1, inf) half
+            q = quadrature.oddity_prob_semianalytic(
+                S0, S1, delta, num_angles=self.num_angles, num_radial=self.num_radial,
+                return_incorrect=True,
+            )
+        q = jnp.clip(q, PROB_EPS, 1.0 - PROB_EPS)
+        return jnp.log1p(-q) - jnp.log(q)
+
+    def _block_logits(
+        self, S0: Array, S1: Array, delta: Array, trial_index: Array, key: PRNGKey | None
+    ) -> Array:
+        if self.method == "quadrature":
+            return self._quadrature_logits(S0, S1, delta)
         shape = (2, delta.shape[-1], self.num_samples)
         noise = trial_normals(key, trial_index, shape, delta.dtype, self.generator)
         return oddity_logits_mc(S0, S1, delta, noise, self.bandwidth)
