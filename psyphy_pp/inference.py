@@ -329,20 +329,18 @@ def fit_map(
     )
     arrays = place_data(sharding, data, init_params[SITE_W].dtype)
     refs, comps, y = arrays.refs, arrays.comparisons, arrays.responses
-    # Padding trials (sharded runs only) are masked out of the likelihood.
-    extra = {} if arrays.mask is None else {"mask": arrays.mask}
+    mask = arrays.mask  # masks the padding trials of a sharded run; None otherwise
     settings["num_trials"] = arrays.num_trials
 
-    model_fn = model.numpyro_model if sharding is None else partial(
-        model.numpyro_model, devices=sharding)
+    model_fn = partial(model.numpyro_model, devices=sharding)  # None: unsharded
     objective = scale(model_fn, scale=1.0 / arrays.num_trials)
     guide = AutoDelta(objective, init_loc_fn=init_to_value(values=init_params))
     svi = SVI(objective, guide, optax_to_numpyro(optimizer), Trace_ELBO())
-    svi_state = svi.init(jax.random.PRNGKey(seed), refs, comps, y, key=noise_key, **extra)
+    svi_state = svi.init(jax.random.PRNGKey(seed), refs, comps, y, key=noise_key, mask=mask)
     update = jit(svi.update)
 
     def step(state, t):
-        return update(state, refs, comps, y, key=jax.random.fold_in(noise_key, t), **extra)
+        return update(state, refs, comps, y, key=jax.random.fold_in(noise_key, t), mask=mask)
 
     def get_params(state):
         return {SITE_W: guide.median(svi.get_params(state))[SITE_W]}

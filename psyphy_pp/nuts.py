@@ -64,11 +64,11 @@ import numpy as np
 from psyphy_pp._typing import Params
 from psyphy_pp._validation import check_choice, check_nonnegative, check_positive
 from psyphy_pp._warnings import PsyphyWarning
-from psyphy_pp.inference import check_model_and_data
+from psyphy_pp.inference import check_model_and_data, place_data
 from psyphy_pp.data import TrialData
 from psyphy_pp.likelihood import Oddity
 from psyphy_pp.model import SITE_W, WPPM
-from psyphy_pp.sharding import DevicesLike, place_trials, trial_sharding
+from psyphy_pp.sharding import DevicesLike, trial_sharding
 
 logger = logging.getLogger(__name__)
 
@@ -360,10 +360,8 @@ def fit_nuts(
         init_strategy = init_to_sample
         init_desc = "a prior draw per chain"
 
-    arrays = place_trials(sharding, data.refs, data.comparisons, data.responses, dtype=dtype)
-    extra = {} if arrays.mask is None else {"mask": arrays.mask}  # padding is masked out
-    model_fn = used_model.numpyro_model if sharding is None else functools.partial(
-        used_model.numpyro_model, devices=sharding)
+    arrays = place_data(sharding, data, dtype)  # padded (mask) and placed when sharded
+    model_fn = functools.partial(used_model.numpyro_model, devices=sharding)  # None: unsharded
     kernel = NUTS(
         model_fn,
         target_accept_prob=target_accept_prob,
@@ -382,7 +380,7 @@ def fit_nuts(
     )
     t0 = time.perf_counter()
     mcmc.run(jax.random.PRNGKey(seed), arrays.refs, arrays.comparisons, arrays.responses,
-             extra_fields=_EXTRA_FIELDS, **extra)
+             mask=arrays.mask, extra_fields=_EXTRA_FIELDS)
     W = np.asarray(mcmc.get_samples(group_by_chain=True)[SITE_W])
     wall_time = time.perf_counter() - t0
 
