@@ -115,7 +115,7 @@ def accuracy(data, W, num_trials: int, peer_p: list | None) -> dict:
     ref = np.array([oddity_prob_reference(S0[i], S1[i], refs[i], comps[i])[0]
                     for i in range(num_trials)])
     est = {
-        "psyphy_pp mc M=500": pp.WPPM(task=pp.Oddity(num_samples=500)).prob_correct(
+        "psyphy_pp mc M=500": pp.WPPM(task=pp.Oddity(method="mc", num_samples=500)).prob_correct(
             params, refs, comps, key=jax.random.PRNGKey(11)),
         "psyphy_pp quadrature": pp.WPPM(task=pp.Oddity(method="quadrature")).prob_correct(
             params, refs, comps),

@@ -190,7 +190,7 @@ def to_arviz(result: Any) -> Any:
 
     Examples:
         >>> import jax, psyphy_pp as pp
-        >>> model = pp.WPPM(basis_degree=1, task=pp.Oddity(num_samples=20))
+        >>> model = pp.WPPM(basis_degree=1)
         >>> data = pp.TrialData([[0.0, 0.0], [0.5, 0.5]], [[0.1, 0.0], [0.5, 0.6]], [1, 0])
         >>> fit = pp.fit_map(model, data, num_steps=3, progress_bar=False)
         >>> idata = pp.to_arviz(fit)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 __all__ = ["Oddity", "oddity_logits_mc", "PROB_EPS", "MAX_LOGIT"]
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from functools import partial
@@ -32,7 +33,7 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 
-from psyphy_pp import _linalg
+from psyphy_pp import _linalg, defaults
 from psyphy_pp._typing import Array, PRNGKey
 from psyphy_pp._validation import check_choice, check_nonnegative, check_positive
 from psyphy_pp.noise import GENERATORS, trial_normals
@@ -42,9 +43,11 @@ PROB_EPS = 1e-6
 #: The same bound on the logit scale: ``log((1 - PROB_EPS) / PROB_EPS)``.
 MAX_LOGIT = float(math.log((1.0 - PROB_EPS) / PROB_EPS))
 
-_METHODS = ("mc", "quadrature")
+_METHODS = ("auto", "quadrature", "mc")
 _RULES = ("semianalytic", "gauss-hermite")
-_DEFAULT_POLAR_NODES = (4, 4, 2, 4, 3)
+# The settings that only one method reads (the others are shared).
+_QUADRATURE_FIELDS = ("quadrature_rule", "num_angles", "num_radial", "num_hermite", "polar_nodes")
+_MC_FIELDS = ("num_samples", "bandwidth", "fixed_noise", "noise_seed", "generator")
 
 
 def _whitened_factors(S0: Array, S1: Array, delta: Array) -> tuple[Array, Array, Array]:
@@ -144,9 +147,14 @@ class Oddity:
     """Settings of the oddity-task likelihood.
 
     Args:
-        method: ``"mc"`` (smoothed Monte Carlo) or ``"quadrature"`` (deterministic,
-            ``input_dim`` 2 or 3; see :mod:`psyphy_pp.quadrature` and
-            :mod:`psyphy_pp.quadrature3d`).
+        method: ``"auto"`` (default: ``"quadrature"`` where it exists, ``input_dim``
+            2 or 3, else ``"mc"``; see :func:`psyphy_pp.defaults.likelihood_method`),
+            ``"quadrature"`` (deterministic; :mod:`psyphy_pp.quadrature`,
+            :mod:`psyphy_pp.quadrature3d`) or ``"mc"`` (smoothed Monte Carlo).
+            A :class:`~psyphy_pp.WPPM` resolves ``"auto"`` for its ``input_dim``
+            (:meth:`resolve`). Settings that only the other method reads must
+            keep their defaults: ``Oddity(num_samples=100)`` in 2D is an error
+            that asks for ``method="mc"``.
         num_samples: Monte Carlo samples per trial.
         bandwidth: Logistic smoothing width of the Monte Carlo decision.
         fixed_noise: If True, every evaluation uses the same noise (drawn from
@@ -178,20 +186,24 @@ class Oddity:
 
     Examples:
         >>> Oddity()
-        Oddity(method='mc', num_samples=500, bandwidth=0.01, fixed_noise=False, ...)
+        Oddity(method='auto')
+        >>> Oddity().resolve(2)
+        Oddity(method='quadrature', quadrature_rule='semianalytic', num_angles=8, num_radial=4, polar_nodes=(4, 4, 2, 4, 3))
+        >>> Oddity(method="mc")
+        Oddity(method='mc', num_samples=500, bandwidth=0.01, fixed_noise=False, noise_seed=0, generator='hash')
     """
 
-    method: str = "mc"
+    method: str = "auto"
     num_samples: int = 500
     bandwidth: float = 1e-2
     fixed_noise: bool = False
     noise_seed: int = 0
     generator: str = "hash"
-    num_angles: int = 8
+    num_angles: int = defaults.QUADRATURE_ANGLES
     quadrature_rule: str = "semianalytic"
-    num_radial: int = 4
+    num_radial: int = defaults.QUADRATURE_RADIAL
     num_hermite: int = 6
-    polar_nodes: tuple[int, int, int, int, int] = _DEFAULT_POLAR_NODES
+    polar_nodes: tuple[int, int, int, int, int] = defaults.POLAR_NODES
     chunk_size: int | None = None
 
     def __post_init__(self) -> None:
@@ -215,22 +227,64 @@ class Oddity:
             raise ValueError(f"fixed_noise must be True or False, got {self.fixed_noise!r}")
 
     def __repr__(self) -> str:
-        if self.method == "quadrature":
-            nodes = self.num_radial if self.quadrature_rule == "semianalytic" else self.num_hermite
-            name = "num_radial" if self.quadrature_rule == "semianalytic" else "num_hermite"
-            extra = f"quadrature_rule={self.quadrature_rule!r}, num_angles={self.num_angles}, {name}={nodes}"
-            if self.polar_nodes != _DEFAULT_POLAR_NODES:
-                extra += f", polar_nodes={self.polar_nodes}"
+        if self.method == "auto":
+            names = [f.name for f in dataclasses.fields(self)
+                     if f.name != "method" and getattr(self, f.name) != f.default]
         else:
-            extra = (
-                f"num_samples={self.num_samples}, bandwidth={self.bandwidth}, "
-                f"fixed_noise={self.fixed_noise}, ..."
+            names = list(_QUADRATURE_FIELDS if self.method == "quadrature" else _MC_FIELDS)
+            if self.method == "quadrature" and self.quadrature_rule == "semianalytic":
+                names.remove("num_hermite")
+            elif self.method == "quadrature":
+                names.remove("num_radial")
+            if self.chunk_size is not None:
+                names.append("chunk_size")
+        fields = "".join(f", {n}={getattr(self, n)!r}" for n in names)
+        return f"Oddity(method={self.method!r}{fields})"
+
+    def resolve(self, input_dim: int) -> Oddity:
+        """These settings with ``method="auto"`` made concrete for ``input_dim``.
+
+        Raises:
+            ValueError: When a setting of the other method was changed from its
+                default (it would be ignored), or for ``method="quadrature"``
+                where no quadrature exists.
+        """
+        task = self
+        if self.method == "auto":
+            task = dataclasses.replace(self, method=defaults.likelihood_method(input_dim))
+        unused = _QUADRATURE_FIELDS if task.method == "mc" else _MC_FIELDS
+        defaults_of = {f.name: f.default for f in dataclasses.fields(self)}
+        changed = [n for n in unused if getattr(task, n) != defaults_of[n]]
+        if changed:
+            other = "quadrature" if task.method == "mc" else "mc"
+            how = (f"method='auto' uses {task.method!r} for input_dim {input_dim}; "
+                   if self.method == "auto" else "")
+            raise ValueError(
+                f"{', '.join(f'{n}={getattr(task, n)!r}' for n in changed)} only applies to "
+                f"method={other!r}, but the task's method is {task.method!r} ({how}pass "
+                f"method={other!r} to use it, or drop the setting)"
             )
-        return f"Oddity(method={self.method!r}, {extra})"
+        if task.method == "quadrature" and input_dim not in defaults.QUADRATURE_DIMS:
+            raise ValueError(
+                "Oddity(method='quadrature') needs input_dim 2 or 3, got input_dim="
+                f"{input_dim}; use method='mc' (with fixed_noise=True for a deterministic "
+                "likelihood)"
+            )
+        return task
 
     @property
     def deterministic(self) -> bool:
-        """True when the likelihood is the same function at every evaluation."""
+        """True when the likelihood is the same function at every evaluation.
+
+        Raises:
+            ValueError: For ``method="auto"``, which depends on ``input_dim``
+                (call :meth:`resolve` first; a WPPM's task is resolved).
+        """
+        if self.method == "auto":
+            raise ValueError(
+                "Oddity(method='auto') is deterministic or not depending on input_dim; "
+                "call task.resolve(input_dim) first (a WPPM's task is already resolved)"
+            )
         return self.method == "quadrature" or self.fixed_noise
 
     @property
@@ -240,6 +294,8 @@ class Oddity:
 
     def noise_key(self, key: PRNGKey | None) -> PRNGKey | None:
         """The key the estimator uses: the fixed one, the given one, or None."""
+        if self.method == "auto":
+            raise ValueError("call task.resolve(input_dim) first: method='auto'")
         if self.method == "quadrature":
             return None
         if self.fixed_noise:
@@ -278,6 +334,8 @@ class Oddity:
         Returns:
             Array of shape ``(N,)``.
         """
+        if self.method == "auto":
+            return self.resolve(delta.shape[-1]).logits(S0, S1, delta, key, trial_index)
         key = self.noise_key(key)
         n = delta.shape[0]
         index = jnp.arange(n) if trial_index is None else jnp.asarray(trial_index)
@@ -301,6 +359,8 @@ class Oddity:
 
     def block_size(self, input_dim: int = 2) -> int:
         """Trials per block (see ``chunk_size``)."""
+        if self.method == "auto":
+            return self.resolve(input_dim).block_size(input_dim)
         if self.chunk_size is not None:
             return self.chunk_size
         if self.method == "quadrature":

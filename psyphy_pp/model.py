@@ -45,7 +45,10 @@ class WPPM:
         variance_scale: Prior variance of the constant-term weights.
         decay_rate: Factor by which the prior variance falls per unit of degree.
         diag_term: ``epsilon`` added to the diagonal of ``Sigma(x)``.
-        task: Likelihood settings (:class:`~psyphy_pp.Oddity`).
+        task: Likelihood settings (:class:`~psyphy_pp.Oddity`). The default,
+            ``Oddity()``, is the deterministic quadrature in 2D and 3D and
+            smoothed Monte Carlo otherwise; it is stored resolved
+            (:meth:`~psyphy_pp.Oddity.resolve`).
 
     Examples:
         >>> import jax
@@ -74,11 +77,8 @@ class WPPM:
         check_positive("diag_term", self.diag_term)
         if not isinstance(self.task, Oddity):
             raise ValueError(f"task must be a psyphy_pp.Oddity, got {self.task!r}")
-        if self.task.method == "quadrature" and self.input_dim not in (2, 3):
-            raise ValueError(
-                "task=Oddity(method='quadrature') needs input_dim 2 or 3, "
-                f"got input_dim={self.input_dim}; use method='mc' with fixed_noise=True"
-            )
+        # method="auto" becomes the default for this input_dim (psyphy_pp.defaults).
+        object.__setattr__(self, "task", self.task.resolve(self.input_dim))
 
     # -- shapes and prior -------------------------------------------------------
     @property

@@ -9,29 +9,27 @@ the layout ArviZ expects (see :func:`~psyphy_pp.to_arviz`).
 Deterministic log density. Hamiltonian Monte Carlo integrates the gradient of
 the log density along a trajectory and accepts or rejects by the change in
 energy. A Monte Carlo likelihood that draws fresh noise at every evaluation
-(``Oddity(method="mc", fixed_noise=False)``, the default task) is a different
-function at every call, which breaks both. :func:`fit_nuts` therefore runs on
-the model's *deterministic counterpart* (:func:`deterministic_task`):
+(``Oddity(method="mc", fixed_noise=False)``) is a different function at every
+call, which breaks both. :func:`fit_nuts` therefore runs on the likelihood that
+:func:`psyphy_pp.defaults.task_for` picks for NUTS (:func:`deterministic_task`):
 
-* ``input_dim == 2``: the semi-analytic quadrature with a finer rule than the
-  likelihood's default, :data:`NUTS_QUADRATURE` =
-  ``Oddity(method="quadrature", num_angles=16, num_radial=8)``. It has no noise at
-  all. The default 8 x 4 rule is accurate on average (about ``4e-6`` in
-  P(correct)), but where P(correct) is close to 1 for a *wrong* answer it can
-  return ``p >= 1 - 1e-6`` when the truth is ``0.998``: that trial's
-  log-likelihood is then off by several nats. NUTS meets such trials in the
-  tails of the posterior; on P-small the 8 x 4 log density was off by up to
-  ~27 nats at posterior draws and NUTS reported divergences, while 16 x 8
-  stays within ~0.05 nats there, for about 2.4 times the cost per gradient;
-* ``input_dim == 3``: the polar quadrature of :mod:`psyphy_pp.quadrature3d` at
-  ``polar_nodes=(4, 6, 3, 6, 4)`` (also part of :data:`NUTS_QUADRATURE`), which
-  computes ``1 - p`` directly;
-* otherwise: ``Oddity(method="mc", fixed_noise=True, num_samples=max(2000, M))``
+* ``input_dim`` 2 or 3, fresh-noise Monte Carlo or the default MAP-grade
+  quadrature: :data:`NUTS_QUADRATURE`, the semi-analytic quadrature at 16 x 8
+  nodes in 2D and the polar rule at ``(4, 6, 3, 6, 4)`` nodes in 3D. The MAP
+  default (8 x 4) is accurate on average (about ``4e-6`` in P(correct)), but
+  where P(correct) is close to 1 for a *wrong* answer it was off by several
+  nats per trial; NUTS meets such trials in the tails of the posterior (on
+  P-small the 8 x 4 log density was off by up to ~27 nats at posterior draws
+  and NUTS diverged), while 16 x 8 stays within ~0.05 nats there, for about
+  2.4 times the cost per gradient;
+* other dimensions: ``Oddity(method="mc", fixed_noise=True, num_samples=max(2000, M))``
   with the model's bandwidth. Common random numbers make the log density an
   ordinary smooth function, but a *fixed* one: its Monte Carlo error (about
   ``0.5 / sqrt(M)`` in P(correct) per trial) no longer averages out over steps,
   so the posterior carries a small bias that shrinks like ``1/sqrt(M)``, plus the
-  smoothing bias of the bandwidth.
+  smoothing bias of the bandwidth;
+* any other deterministic task (a quadrature with custom nodes, fixed-noise
+  Monte Carlo) is used as it is.
 
 The task that was used is recorded in :attr:`NutsResult.model` and
 :attr:`NutsResult.task_note`. Pass ``task=`` to choose it yourself.
@@ -61,6 +59,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from psyphy_pp import defaults
 from psyphy_pp._typing import Params
 from psyphy_pp._validation import check_choice, check_nonnegative, check_positive
 from psyphy_pp._warnings import PsyphyWarning
@@ -75,15 +74,12 @@ logger = logging.getLogger(__name__)
 #: Accepted values of ``chain_method`` (``"auto"`` picks parallel or sequential).
 CHAIN_METHODS = ("auto", "parallel", "sequential", "vectorized")
 
-#: The smallest number of fixed Monte Carlo samples used for NUTS.
-MIN_FIXED_NOISE_SAMPLES = 2000
 
-#: The likelihood NUTS uses in place of a fresh-noise task in 2D and 3D: the
-#: quadrature with rules fine enough where P(correct) is close to 1 (the 2D
-#: semi-analytic rule at 16 x 8 nodes; the 3D polar rule at 1,728 nodes, mean
-#: error ~1e-4).
-NUTS_QUADRATURE = Oddity(method="quadrature", num_angles=16, num_radial=8,
-                         polar_nodes=(4, 6, 3, 6, 4))
+#: The likelihood NUTS uses in 2D and 3D in place of a fresh-noise task or of
+#: the default MAP-grade quadrature: rules fine enough where P(correct) is close
+#: to 1 (:data:`psyphy_pp.defaults.NUTS_ANGLES` x ``NUTS_RADIAL`` in 2D,
+#: ``NUTS_POLAR_NODES`` in 3D, mean error ~1e-4).
+NUTS_QUADRATURE = defaults.task_for("nuts", Oddity(method="quadrature"), 2)
 
 _EXTRA_FIELDS = (
     "diverging",
@@ -149,14 +145,13 @@ class NutsResult:
 
 
 def deterministic_task(task: Oddity, input_dim: int) -> Oddity:
-    """The deterministic counterpart of a likelihood, for gradient-based samplers.
+    """The likelihood NUTS samples with, given the model's task.
 
-    A deterministic task is returned unchanged. A fresh-noise Monte Carlo task
-    becomes :data:`NUTS_QUADRATURE` (the semi-analytic quadrature with 16 x 8
-    nodes in 2D, the polar rule with 4 x 6 x 3 x 6 x 4 nodes in 3D), and in 1D
-    ``Oddity(method="mc", fixed_noise=True, num_samples=max(2000, M),
-    bandwidth=...)`` with the same bandwidth: fixed common random numbers, whose
-    bias shrinks like ``1/sqrt(num_samples)``.
+    The policy lives in :func:`psyphy_pp.defaults.task_for` (purpose
+    ``"nuts"``): fresh-noise Monte Carlo and the default MAP-grade quadrature
+    become :data:`NUTS_QUADRATURE` in 2D and 3D; fresh-noise Monte Carlo becomes
+    fixed-noise Monte Carlo with at least 2,000 samples in other dimensions;
+    any other deterministic task is kept.
 
     Args:
         task: The model's likelihood settings.
@@ -166,28 +161,19 @@ def deterministic_task(task: Oddity, input_dim: int) -> Oddity:
         An :class:`~psyphy_pp.Oddity` with ``deterministic == True``.
 
     Examples:
-        >>> deterministic_task(Oddity(), 2)
-        Oddity(method='quadrature', quadrature_rule='semianalytic', num_angles=16, num_radial=8, polar_nodes=(4, 6, 3, 6, 4))
-        >>> deterministic_task(Oddity(num_samples=500), 1)
-        Oddity(method='mc', num_samples=2000, bandwidth=0.01, fixed_noise=True, ...)
+        >>> deterministic_task(Oddity(), 2) == NUTS_QUADRATURE
+        True
+        >>> deterministic_task(Oddity(method="mc", num_samples=500), 1)
+        Oddity(method='mc', num_samples=2000, bandwidth=0.01, fixed_noise=True, noise_seed=0, generator='hash')
     """
-    if task.deterministic:
-        return task
-    if input_dim in (2, 3):
-        return NUTS_QUADRATURE
-    return Oddity(
-        method="mc",
-        fixed_noise=True,
-        num_samples=max(MIN_FIXED_NOISE_SAMPLES, task.num_samples),
-        bandwidth=task.bandwidth,
-        noise_seed=task.noise_seed,
-    )
+    return defaults.task_for("nuts", task, input_dim)
 
 
 def _choose_task(model: WPPM, task: Oddity | None) -> tuple[WPPM, str]:
     if task is not None:
         if not isinstance(task, Oddity):
             raise ValueError(f"task must be a psyphy_pp.Oddity or None, got {task!r}")
+        task = task.resolve(model.input_dim)
         if task.needs_key:
             raise ValueError(
                 f"task={task!r} draws fresh Monte Carlo noise at every evaluation, so the "
@@ -196,28 +182,23 @@ def _choose_task(model: WPPM, task: Oddity | None) -> tuple[WPPM, str]:
                 "accept step compares energies). Use task=Oddity(method='quadrature', "
                 "num_angles=16, num_radial=8) (input_dim 2 or 3) or "
                 "task=Oddity(method='mc', fixed_noise=True, "
-                f"num_samples={max(MIN_FIXED_NOISE_SAMPLES, task.num_samples)}), "
+                f"num_samples={max(defaults.MIN_FIXED_NOISE_SAMPLES, task.num_samples)}), "
                 "or leave task=None to let fit_nuts choose."
             )
         used = dataclasses.replace(model, task=task)  # WPPM validates the task
         return used, f"task given explicitly: {task!r}"
-    if model.task.deterministic:
-        return model, f"the model's own task (already deterministic): {model.task!r}"
     new = deterministic_task(model.task, model.input_dim)
+    if new == model.task:
+        return model, f"the model's own task (deterministic): {model.task!r}"
     if new.method == "quadrature":
-        why = (
-            "input_dim == 2: the semi-analytic quadrature, with 16 x 8 nodes to be "
-            "accurate where P(correct) is close to 1; no Monte Carlo noise"
-        )
+        why = ("the quadrature with NUTS's finer rule, accurate where P(correct) is "
+               "close to 1; no Monte Carlo noise")
     else:
-        why = (
-            f"fixed-noise Monte Carlo with {new.num_samples} samples: a fixed bias that "
-            "shrinks like 1/sqrt(num_samples)"
-        )
-    note = (
-        f"the model's task {model.task!r} draws fresh noise at every evaluation; "
-        f"NUTS ran on its deterministic counterpart {new!r} ({why})"
-    )
+        why = (f"fixed-noise Monte Carlo with {new.num_samples} samples: a fixed bias that "
+               "shrinks like 1/sqrt(num_samples)")
+    old = ("draws fresh noise at every evaluation" if model.task.needs_key
+           else "is the MAP-grade quadrature")
+    note = f"the model's task {model.task!r} {old}; NUTS ran on {new!r} ({why})"
     return dataclasses.replace(model, task=new), note
 
 
@@ -262,14 +243,12 @@ def fit_nuts(
     with step-size and diagonal mass-matrix adaptation during warmup.
 
     The likelihood must be deterministic (see the module docstring). With the
-    default ``task=None``, a fresh-noise Monte Carlo task is replaced by
-    :data:`NUTS_QUADRATURE` (semi-analytic quadrature, 16 x 8 nodes) in 2D and by
-    ``Oddity(method="mc", fixed_noise=True, num_samples=max(2000, M))`` in other
-    dimensions; the latter has a fixed bias that shrinks like ``1/sqrt(M)``.
-    A model whose task is already deterministic is sampled as it is (with
-    ``Oddity(method="quadrature")`` at its default 8 x 4 rule, expect the odd
-    divergence: see the module docstring). The task used is in
-    ``result.model.task`` and ``result.task_note``.
+    default ``task=None`` it is :func:`deterministic_task` of the model's task:
+    :data:`NUTS_QUADRATURE` in 2D and 3D for the default task, and
+    ``Oddity(method="mc", fixed_noise=True, num_samples=max(2000, M))`` for
+    fresh-noise Monte Carlo in other dimensions (a fixed bias that shrinks like
+    ``1/sqrt(M)``). The task used is in ``result.model.task`` and
+    ``result.task_note``.
 
     Chains and devices. With ``chain_method="auto"`` the chains run in parallel
     (one per device, ``pmap``) when there are at least as many devices (of
@@ -321,7 +300,7 @@ def fit_nuts(
         >>> model = pp.WPPM(basis_degree=0, extra_dims=0)
         >>> data = pp.TrialData([[0.0, 0.0]] * 4, [[0.2, 0.0]] * 4, [1, 1, 0, 1])
         >>> post = pp.fit_nuts(model, data, num_warmup=20, num_samples=10, num_chains=1,
-        ...                    task=pp.Oddity(fixed_noise=True, num_samples=16),
+        ...                    task=pp.Oddity(method="mc", fixed_noise=True, num_samples=16),
         ...                    progress_bar=False)
         >>> post.samples["W"].shape
         (1, 10, 1, 1, 2, 2)

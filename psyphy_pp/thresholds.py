@@ -36,10 +36,9 @@ draws (``params["W"]`` with leading sample axes, e.g. ``(chains, draws)`` from
 jitted chunks, and give credible bands (:meth:`Thresholds.band`).
 
 Root finding needs a deterministic P(correct). The model's task is used when it
-is deterministic; a fresh-noise Monte Carlo task is replaced (with
-``dataclasses.replace(model, task=...)``) by ``Oddity(method="quadrature")`` in
-2D and by ``Oddity(method="mc", fixed_noise=True, num_samples=max(2000, M))``
-otherwise; pass ``task=`` to choose it yourself.
+is deterministic (the default quadrature in 2D and 3D); a fresh-noise Monte
+Carlo task is replaced as :func:`threshold_task` says (the policy of
+:func:`psyphy_pp.defaults.task_for`); pass ``task=`` to choose it yourself.
 
 The ellipse (ellipsoid in 3D) through the threshold points of a reference is a
 least-squares conic: with ``x = point - r``, the coefficients of
@@ -86,8 +85,6 @@ from psyphy_pp.model import SITE_W, WPPM
 
 #: The usual oddity criterion: halfway between chance (1/3) and certainty.
 DEFAULT_TARGET = 2.0 / 3.0
-#: Fixed Monte Carlo samples when a 3D fresh-noise task is made deterministic.
-_MIN_FIXED_NOISE_SAMPLES = 2000
 #: Trials evaluated at once per draw (bounds the memory of ``lax.map`` batches).
 _TRIALS_PER_BATCH = 20_000
 
@@ -95,11 +92,11 @@ _TRIALS_PER_BATCH = 20_000
 def threshold_task(task: Oddity, input_dim: int) -> Oddity:
     """The deterministic likelihood used to solve for thresholds.
 
-    A deterministic task (quadrature, or fixed-noise Monte Carlo) is returned
-    unchanged; a fresh-noise Monte Carlo task becomes
-    ``Oddity(method="quadrature")`` when ``input_dim`` is 2 or 3 and
-    ``Oddity(method="mc", fixed_noise=True, num_samples=max(2000, M))`` (same
-    bandwidth) otherwise.
+    The policy lives in :func:`psyphy_pp.defaults.task_for` (purpose
+    ``"thresholds"``): a deterministic task (quadrature, or fixed-noise Monte
+    Carlo) is returned unchanged; a fresh-noise Monte Carlo task becomes the
+    default quadrature when ``input_dim`` is 2 or 3, and fixed-noise Monte Carlo
+    with at least 2,000 samples (same bandwidth) otherwise.
 
     Args:
         task: The model's likelihood settings.
@@ -109,16 +106,12 @@ def threshold_task(task: Oddity, input_dim: int) -> Oddity:
         A task with ``task.deterministic`` True.
 
     Examples:
-        >>> threshold_task(Oddity(), 2)
-        Oddity(method='quadrature', quadrature_rule='semianalytic', num_angles=8, num_radial=4)
+        >>> threshold_task(Oddity(method="mc"), 2)
+        Oddity(method='quadrature', quadrature_rule='semianalytic', num_angles=8, num_radial=4, polar_nodes=(4, 4, 2, 4, 3))
     """
-    if task.deterministic:
-        return task
-    if input_dim in (2, 3):
-        return Oddity(method="quadrature")
-    return dataclasses.replace(
-        task, fixed_noise=True, num_samples=max(_MIN_FIXED_NOISE_SAMPLES, task.num_samples)
-    )
+    from psyphy_pp import defaults
+
+    return defaults.task_for("thresholds", task, input_dim)
 
 
 def threshold_directions(num_directions: int, input_dim: int) -> np.ndarray:
@@ -663,7 +656,7 @@ def thresholds(
         dirs = dirs / norms[:, None]
     if task is None:
         task = threshold_task(model.task, model.input_dim)
-    elif not isinstance(task, Oddity) or not task.deterministic:
+    elif not isinstance(task, Oddity) or not task.resolve(model.input_dim).deterministic:
         raise ValueError(
             "task must be a deterministic psyphy_pp.Oddity (method='quadrature', or "
             f"fixed_noise=True), got {task!r}"
@@ -751,7 +744,7 @@ def psychometric_curves(
     dirs = dirs / np.linalg.norm(dirs, axis=1, keepdims=True)
     s = np.asarray(distances, np.float64).reshape(-1)
     task = threshold_task(model.task, model.input_dim) if task is None else task
-    if not task.deterministic:
+    if not task.resolve(model.input_dim).deterministic:
         raise ValueError(f"task must be deterministic, got {task!r}")
     m = dataclasses.replace(model, task=task)
     W, sample_shape = _split_params(model, params)

@@ -21,7 +21,7 @@ def make_problem(task: pp.Oddity | None = None, *, grid_size: int = 3, trials_pe
                  basis_degree: int = 2, seed: int = 123) -> Problem:
     """P-small: D = 2, basis_degree 2, 3 x 3 grid, 40 trials per reference."""
     model = pp.WPPM(input_dim=2, basis_degree=basis_degree, extra_dims=1,
-                    task=task or pp.Oddity(num_samples=100))
+                    task=task or pp.Oddity())
     truth = model.sample_prior(jax.random.PRNGKey(seed))
     refs, comps = pp.designs.grid_design(model, truth, grid_size=grid_size,
                                          trials_per_ref=trials_per_ref, key=jax.random.PRNGKey(3))

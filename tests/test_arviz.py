@@ -106,7 +106,7 @@ def test_to_arviz_map_is_one_chain_one_draw_with_a_loss_trace(fit, small):
     assert idata.sample_stats["loss"].dims == ("chain", "draw", "step")
     np.testing.assert_allclose(idata.sample_stats["loss"].values[0, 0], result.losses)
     assert idata.posterior.attrs["inference_method"] == result.method
-    assert "fixed key" in idata.log_likelihood.attrs["note"]
+    assert "deterministic task" in idata.log_likelihood.attrs["note"]  # the default quadrature
     np.testing.assert_allclose(
         idata.posterior["Sigma"].values[0, 0],
         model.covariance(result.params, data.unique_refs()), rtol=1e-5, atol=1e-8)  # float32, two compiled programs
@@ -119,7 +119,7 @@ def test_to_arviz_map_is_one_chain_one_draw_with_a_loss_trace(fit, small):
 
 def test_to_arviz_map_with_fresh_noise_uses_a_fixed_key(small):
     model, _, data = small
-    fresh = dataclasses.replace(model, task=pp.Oddity(num_samples=50))
+    fresh = dataclasses.replace(model, task=pp.Oddity(method="mc", num_samples=50))
     assert fresh.task.needs_key
     result = pp.fit_map(fresh, data, num_steps=3, progress_bar=False)
     a, b = pp.to_arviz(result), pp.to_arviz(result)

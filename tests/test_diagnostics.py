@@ -37,7 +37,7 @@ def smooth_problem():
     makes the two MAP loops part after 10-20 steps (see test_inference.py); at
     bandwidth 0.1 they follow the same trajectory.
     """
-    return make_problem(pp.Oddity(num_samples=100, bandwidth=0.1))
+    return make_problem(pp.Oddity(method="mc", num_samples=100, bandwidth=0.1))
 
 
 def test_bures_wasserstein_isotropic_closed_form(rng):

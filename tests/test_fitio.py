@@ -16,7 +16,7 @@ from psyphy_pp.fitio import FIT_FORMAT_VERSION
 @pytest.fixture(scope="module")
 def tiny_fit():
     """A MapResult as fit_map returns it (built directly: no compilation needed)."""
-    model = pp.WPPM(basis_degree=1, task=pp.Oddity(num_samples=20))
+    model = pp.WPPM(basis_degree=1, task=pp.Oddity(method="mc", num_samples=20))
     rng = np.random.default_rng(0)
     refs = rng.uniform(-0.5, 0.5, (12, 2))
     norm = pp.Normalization([0, 0], [255, 255], names=["R", "G"])

@@ -70,7 +70,7 @@ def test_wppm_rejects_bad_hyperparameters(kwargs, name):
 
 
 def test_prob_correct_validates_stimuli():
-    model = pp.WPPM(basis_degree=1, task=pp.Oddity(fixed_noise=True))
+    model = pp.WPPM(basis_degree=1, task=pp.Oddity(method="mc", fixed_noise=True))
     params = model.sample_prior(jax.random.PRNGKey(0))
     with pytest.raises(ValueError, match=r"comparisons must lie in \[-1, 1\].*row 1"):
         model.prob_correct(params, np.zeros((2, 2)), np.array([[0.0, 0.0], [1.2, 0.0]]))

@@ -23,7 +23,7 @@ def tiny():
 
 @pytest.fixture(scope="module")
 def tiny_posterior(tiny):
-    """Two very short chains on the default (fresh-noise) task, started from the truth."""
+    """Two very short chains on the default task, started from the truth."""
     model, truth, data = tiny
     return pp.fit_nuts(model, data, init_params=truth, num_warmup=5, num_samples=4,
                        num_chains=2, seed=1, progress_bar=False)
@@ -33,17 +33,17 @@ def test_deterministic_task_picks_quadrature_in_2d_3d_and_fixed_noise_elsewhere(
     assert deterministic_task(pp.Oddity(), 2) == NUTS_QUADRATURE
     assert deterministic_task(pp.Oddity(), 3) == NUTS_QUADRATURE
     assert NUTS_QUADRATURE.method == "quadrature" and NUTS_QUADRATURE.deterministic
-    t1 = deterministic_task(pp.Oddity(num_samples=500, bandwidth=0.05), 1)
+    t1 = deterministic_task(pp.Oddity(method="mc", num_samples=500, bandwidth=0.05), 1)
     assert (t1.method, t1.fixed_noise, t1.num_samples, t1.bandwidth) == ("mc", True, 2000, 0.05)
-    assert deterministic_task(pp.Oddity(num_samples=4000), 1).num_samples == 4000
-    fixed = pp.Oddity(fixed_noise=True, num_samples=50)
+    assert deterministic_task(pp.Oddity(method="mc", num_samples=4000), 1).num_samples == 4000
+    fixed = pp.Oddity(method="mc", fixed_noise=True, num_samples=50)
     assert deterministic_task(fixed, 3) is fixed
 
 
 def test_fit_nuts_result_layout_and_recorded_task(tiny, tiny_posterior):
     model, _, data = tiny
     post = tiny_posterior
-    assert model.task.needs_key  # the default fresh-noise Monte Carlo task
+    assert model.task == pp.Oddity(method="quadrature")  # the default MAP-grade quadrature
     assert post.samples["W"].shape == (2, 4) + model.weights_shape
     for name in ("diverging", "energy", "lp", "num_steps", "tree_depth", "step_size",
                  "accept_prob"):
@@ -53,7 +53,7 @@ def test_fit_nuts_result_layout_and_recorded_task(tiny, tiny_posterior):
         post.sample_stats["tree_depth"],
         np.floor(np.log2(post.sample_stats["num_steps"])).astype(int) + 1)
     assert post.model.task == NUTS_QUADRATURE
-    assert "deterministic counterpart" in post.task_note and "quadrature" in post.task_note
+    assert "MAP-grade quadrature" in post.task_note and "finer rule" in post.task_note
     assert post.settings["chain_method"] == (
         "parallel" if len(jax.devices()) >= 2 else "sequential")
     assert post.method == "nuts" and "NutsResult(num_chains=2, num_samples=4" in repr(post)
@@ -70,11 +70,11 @@ def test_fit_nuts_init_params_is_one_argument_away(tiny, tiny_posterior):
 
 def test_fit_nuts_explicit_task_overrides_the_choice(tiny):
     model, _, _ = tiny
-    task = pp.Oddity(fixed_noise=True, num_samples=64)
+    task = pp.Oddity(method="mc", fixed_noise=True, num_samples=64)
     used, note = _choose_task(model, task)
     assert used.task is task and "explicitly" in note
     used, note = _choose_task(dataclasses.replace(model, task=task), None)
-    assert used.task is task and "already deterministic" in note
+    assert used.task is task and "own task" in note
     with pytest.raises(ValueError, match="quadrature.*needs input_dim 2 or 3"):
         _choose_task(pp.WPPM(input_dim=1, basis_degree=1), pp.Oddity(method="quadrature"))
 
@@ -82,7 +82,7 @@ def test_fit_nuts_explicit_task_overrides_the_choice(tiny):
 def test_fit_nuts_rejects_a_fresh_noise_task(tiny):
     model, _, data = tiny
     with pytest.raises(ValueError, match="NUTS needs a deterministic log density") as e:
-        pp.fit_nuts(model, data, task=pp.Oddity(fixed_noise=False), **TINY)
+        pp.fit_nuts(model, data, task=pp.Oddity(method="mc", fixed_noise=False), **TINY)
     msg = str(e.value)
     assert "fixed_noise=True" in msg and "method='quadrature'" in msg
 
@@ -126,20 +126,19 @@ def test_chain_method_parallel_without_devices_warns_and_runs_sequentially():
 def p_small_posterior():
     """NUTS on P-small with basis_degree 1 (24 weights), started from a MAP fit.
 
-    The default fresh-noise task is switched to NUTS_QUADRATURE. (With
+    The default MAP-grade quadrature is switched to NUTS_QUADRATURE. (With
     basis_degree 2, 2 chains x 500 draws take about twice as long and gave
     r_hat of 1.007 and 1.013 for the worst Sigma entry on two seeds.)
     """
     problem = make_problem(basis_degree=1)
     model, _, data = problem
-    quad = dataclasses.replace(model, task=pp.Oddity(method="quadrature"))
-    fit = pp.fit_map(quad, data, num_steps=300, progress_bar=False)
+    fit = pp.fit_map(model, data, progress_bar=False)
     post = pp.fit_nuts(model, data, init_params=fit.params, num_warmup=300, num_samples=600,
                        num_chains=2, seed=0, progress_bar=False)
     return problem, post
 
 
-@pytest.mark.slow
+@pytest.mark.study  # ~2-8 min on 2 cores: make test-studies
 def test_fit_nuts_converges_on_sigma_and_covers_the_truth(p_small_posterior):
     import arviz as az
 

@@ -242,9 +242,9 @@ def test_thresholds_rejects_bad_input(kwargs, message):
 def test_threshold_task_makes_the_likelihood_deterministic():
     assert threshold_task(pp.Oddity(), 2).method == "quadrature"
     assert threshold_task(pp.Oddity(), 3).method == "quadrature"
-    t1 = threshold_task(pp.Oddity(num_samples=100), 1)
+    t1 = threshold_task(pp.Oddity(method="mc", num_samples=100), 1)
     assert t1.fixed_noise and t1.num_samples == 2000
-    fixed = pp.Oddity(fixed_noise=True)
+    fixed = pp.Oddity(method="mc", fixed_noise=True)
     assert threshold_task(fixed, 2) is fixed
 
 
