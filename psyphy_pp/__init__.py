@@ -6,6 +6,7 @@ Examples:
     (5, 5, 2, 3)
 """
 
+from psyphy_pp import defaults as defaults
 from psyphy_pp import designs as designs
 from psyphy_pp.arviz_io import to_arviz as to_arviz
 from psyphy_pp.data import Normalization as Normalization
@@ -16,6 +17,7 @@ from psyphy_pp.fitio import IncompatibleFitError as IncompatibleFitError
 from psyphy_pp.fitio import SavedFit as SavedFit
 from psyphy_pp.fitio import load_fit as load_fit
 from psyphy_pp.fitio import save_fit as save_fit
+from psyphy_pp.inference import ConvergenceWarning as ConvergenceWarning
 from psyphy_pp.inference import FitDivergedError as FitDivergedError
 from psyphy_pp.inference import MapResult as MapResult
 from psyphy_pp.inference import fit_map as fit_map
@@ -39,10 +41,12 @@ __all__ = [
     "TrialData",
     "MapResult",
     "FitDivergedError",
+    "ConvergenceWarning",
     "fit_map",
     "fit_map_scratch",
     "simulate",
     "designs",
+    "defaults",
     "Normalization",
     "SavedFit",
     "save_fit",

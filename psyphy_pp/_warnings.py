@@ -5,3 +5,7 @@ from __future__ import annotations
 
 class PsyphyWarning(UserWarning):
     """Base class of the warnings psyphy_pp emits."""
+
+
+class ConvergenceWarning(PsyphyWarning):
+    """A fit reached its maximum number of steps before it converged."""

@@ -144,6 +144,9 @@ class SavedFit:
                 "result must be a MapResult, a NUTS result (with samples['W']) or a SavedFit, "
                 f"got {type(result).__name__}"
             )
+        for name in ("converged", "convergence", "nll_per_trial", "constant_nll_per_trial"):
+            if hasattr(result, name):  # a MapResult's verdict and fit quality
+                settings[name] = getattr(result, name)
         losses = getattr(result, "losses", None)
         return cls(model, {SITE_W: np.asarray(params[SITE_W])}, kind="point", method=method,
                    losses=None if losses is None else np.asarray(losses), data=data,

@@ -17,18 +17,20 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from psyphy_pp import defaults
 from psyphy_pp._jit import jit
 from psyphy_pp._typing import Array, Params, PRNGKey
 from psyphy_pp.data import TrialData
 from psyphy_pp.inference import (
-    DEFAULT_MOMENTUM,
     DEFAULT_NUM_STEPS,
     MapResult,
+    finish_fit,
     place_data,
     prepare_fit,
     run_loop,
 )
 from psyphy_pp.model import SITE_W, WPPM
+from psyphy_pp.optim import init_state, optimizer_step
 from psyphy_pp.sharding import DevicesLike, trial_sharding
 
 
@@ -71,13 +73,14 @@ def make_step(loss: Callable, optimizer: optax.GradientTransformation) -> Callab
     ``loss`` enters the compiled step as an argument: the arrays held by a
     ``jax.tree_util.Partial`` (such as the sharded data of :func:`make_loss`)
     are then inputs of the program, not constants baked into it.
+    :func:`~psyphy_pp.optim.optimizer_step` computes the value and gradient
+    and hands the loss function to the optimiser too, which a line search
+    (``optax.lbfgs``) needs.
     """
 
     @jit  # jax.jit, with psyphy_pp's CPU compiler options (psyphy_pp/_jit.py)
     def step(loss, params: Params, opt_state: optax.OptState, key: PRNGKey):
-        value, grads = jax.value_and_grad(loss)(params, key)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, value
+        return optimizer_step(lambda p: loss(p, key), params, opt_state, optimizer)
 
     loss = loss if isinstance(loss, jax.tree_util.Partial) else jax.tree_util.Partial(loss)
     return functools.partial(step, loss)
@@ -89,10 +92,11 @@ def fit_map_scratch(
     data: TrialData,
     *,
     num_steps: int = DEFAULT_NUM_STEPS,
-    optimizer: str | optax.GradientTransformation = "adam",
+    optimizer: str | optax.GradientTransformation = "auto",
     learning_rate: float | None = None,
-    momentum: float = DEFAULT_MOMENTUM,
+    momentum: float | None = None,
     clip_norm: float | None = None,
+    tol: float | None = defaults.DEFAULT_TOL,
     seed: int = 0,
     init_params: Params | None = None,
     progress_bar: bool = True,
@@ -100,22 +104,23 @@ def fit_map_scratch(
 ) -> MapResult:
     """MAP estimate by a hand-written, jitted optax loop.
 
-    Same arguments (``devices`` included), defaults, objective and key schedule as
-    :func:`~psyphy_pp.fit_map`; returns a :class:`~psyphy_pp.MapResult` with
-    ``method="scratch"``.
+    Same arguments (``devices`` included), defaults, objective, stopping rule and
+    key schedule as :func:`~psyphy_pp.fit_map`; returns a
+    :class:`~psyphy_pp.MapResult` with ``method="scratch"``.
 
     Examples:
         >>> import jax, psyphy_pp as pp
-        >>> model = pp.WPPM(basis_degree=1, task=pp.Oddity(num_samples=20))
+        >>> model = pp.WPPM(basis_degree=1)
         >>> truth = model.sample_prior(jax.random.PRNGKey(1))
         >>> data = pp.simulate(model, truth, [[0.0, 0.0]], [[0.1, 0.0]], key=jax.random.PRNGKey(3))
-        >>> pp.fit_map_scratch(model, data, num_steps=3, progress_bar=False).losses.shape
-        (3,)
+        >>> fit = pp.fit_map_scratch(model, data, progress_bar=False)
+        >>> fit.converged, fit.num_steps < 1000
+        (True, True)
     """
     optimizer, init_params, noise_key, settings, sharding = prepare_fit(
         model, data, num_steps=num_steps, learning_rate=learning_rate, momentum=momentum,
         clip_norm=clip_norm, optimizer=optimizer, seed=seed, init_params=init_params,
-        devices=devices,
+        tol=tol, devices=devices,
     )
     # --8<-- [start:loop]
     loss = make_loss(model, data, dtype=init_params[SITE_W].dtype, devices=sharding or 1)
@@ -127,14 +132,10 @@ def fit_map_scratch(
         params, opt_state, value = step(params, opt_state, key)
         return (params, opt_state), value
 
-    state = (init_params, optimizer.init(init_params))
-    (params, _), losses, timing = run_loop(
-        advance, state, lambda s: s[0], num_steps, desc="fit_map_scratch",
-        progress_bar=progress_bar, learning_rate=settings["learning_rate"],
-    )
+    def run():  # steps until converged (settings["convergence"]) or num_steps
+        state = (init_params, init_state(optimizer, init_params))
+        return run_loop(advance, state, lambda s: s[0], num_steps, desc="fit_map_scratch",
+                        progress_bar=progress_bar, settings=settings)
     # --8<-- [end:loop]
-    settings.update(timing)
-    return MapResult(
-        params=params, losses=losses, init_params=init_params,
-        model=model, data=data, method="scratch", settings=settings,
-    )
+    return finish_fit("scratch", model, data, init_params, settings, run, lambda s: s[0],
+                      data.num_trials)

@@ -81,9 +81,9 @@ def main() -> None:
     # 1. loss and gradient, sharded vs unsharded, for both likelihoods
     # ("blocks": 100-trial blocks, more than one per device: one block loop per device)
     for name, task in [("quadrature", pp.Oddity(method="quadrature")),
-                       ("mc", pp.Oddity(num_samples=16)),
+                       ("mc", pp.Oddity(method="mc", num_samples=16)),
                        ("blocks", pp.Oddity(method="quadrature", chunk_size=100)),
-                       ("mc-blocks", pp.Oddity(num_samples=16, chunk_size=100))]:
+                       ("mc-blocks", pp.Oddity(method="mc", num_samples=16, chunk_size=100))]:
         model, truth, data = _data(task)
         out["num_trials"] = data.num_trials
         _, v1, g1, _ = _loss_and_grad(model, data, truth, key, 1)
@@ -109,7 +109,7 @@ def main() -> None:
 
     lap("loss_and_grad")
     # 3. short MAP fits, both loops, Monte Carlo noise: same losses and params
-    model, truth, data = _data(pp.Oddity(num_samples=16, bandwidth=0.1))
+    model, truth, data = _data(pp.Oddity(method="mc", num_samples=16, bandwidth=0.1))
     for fit in (pp.fit_map, pp.fit_map_scratch):
         runs = [fit(model, data, num_steps=5, progress_bar=False, devices=d) for d in (1, None)]
         out[fit.__name__] = {  # devices=None: every device
@@ -119,6 +119,18 @@ def main() -> None:
         }
 
     lap("fits")
+    # 3b. the default path, a whole default fit: 1 device against all of them
+    model_d, _, data_d = _data(pp.Oddity(), num_trials=301)  # 301: padded on 4 devices
+    grid = pp.designs.grid_points(12, 2)
+    runs = [pp.fit_map(model_d, data_d, progress_bar=False, devices=d) for d in (1, None)]
+    out["default_fit"] = {
+        "converged": [r.converged for r in runs],
+        "num_steps": [r.num_steps for r in runs],
+        "num_devices": [r.settings["num_devices"] for r in runs],
+        "W": [np.asarray(r.params["W"]).tolist() for r in runs],
+        "Sigma": [np.asarray(model_d.covariance(r.params, grid)).tolist() for r in runs],
+    }
+    lap("default_fit")
     # 4. prob_correct: default (all devices) vs one device
     p4 = model.prob_correct(truth, data.refs, data.comparisons, key)
     p1 = model.prob_correct(truth, data.refs, data.comparisons, key, devices=1)

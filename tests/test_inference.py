@@ -22,7 +22,7 @@ def _equivalence_problem():
     # differences by step 60, depending on the noise draws). Hence: float32
     # trajectories are compared over their first steps and, from a point far
     # along, step by step; float64 ones over all 60 steps.
-    return make_problem(pp.Oddity(num_samples=100, bandwidth=0.1))
+    return make_problem(pp.Oddity(method="mc", num_samples=100, bandwidth=0.1))
 
 
 def test_svi_and_scratch_follow_the_same_trajectory():
@@ -32,7 +32,11 @@ def test_svi_and_scratch_follow_the_same_trajectory():
     assert a.losses.shape == b.losses.shape == (60,)
     assert b.losses[-1] < 0.6 * b.losses[0]  # the trajectory goes somewhere
     np.testing.assert_array_equal(a.init_params["W"], b.init_params["W"])
-    np.testing.assert_allclose(a.losses[:6], b.losses[:6], rtol=1e-5)
+    # Five steps, not six: since the SVI step computes value and gradient through the
+    # shared psyphy_pp.optim.optimizer_step (a differently compiled program than
+    # before), float32 rounding on this chaotic objective reaches 1.3e-5 at step 6.
+    # The x64 test below checks all 60 steps at rtol 1e-9.
+    np.testing.assert_allclose(a.losses[:5], b.losses[:5], rtol=1e-5)
     # From the same point far along the trajectory, a few steps agree again.
     short = dict(FIT, num_steps=3, init_params=b.params)
     a3, b3 = pp.fit_map(model, data, **short), pp.fit_map_scratch(model, data, **short)
@@ -104,7 +108,11 @@ def test_any_optax_optimizer_and_init_params():
         (dict(learning_rate=-1e-3), "learning_rate"),
         (dict(momentum=1.0), "momentum"),
         (dict(clip_norm=0.0), "clip_norm"),
-        (dict(optimizer="lbfgs"), "optimizer"),
+        (dict(optimizer="bfgs"), "optimizer"),
+        (dict(learning_rate=1e-3), "learning_rate applies to optimizer 'adam' or 'sgd'"),
+        (dict(optimizer="adam", momentum=0.5), "momentum applies to optimizer='sgd' only"),
+        (dict(optimizer=optax.adam(1e-3), learning_rate=1e-3), "learning_rate applies"),
+        (dict(tol=-1.0), "tol"),
         (dict(optimizer=3), "optimizer"),
         (dict(seed=-1), "seed"),
         (dict(init_params={"W": np.zeros((2, 2))}), r"params\['W'\] must have shape"),
@@ -122,3 +130,112 @@ def test_result_records_settings(p_small):
     assert fit.settings["num_steps"] == 3
     assert fit.settings["task"] == p_small.model.task
     assert "per trial" in fit.loss_scaling
+
+
+# -- issue 12: one right path ------------------------------------------------------
+
+
+def _agreement(model, a, b):
+    """Relative differences of Sigma on a 12 x 12 grid and of the gauge-aligned W."""
+    from psyphy_pp.diagnostics import align_gauge
+
+    grid = pp.designs.grid_points(12, 2)
+    Sa, Sb = (np.asarray(model.covariance(f.params, grid)) for f in (a, b))
+    Wa, Wb = (np.asarray(f.params["W"]) for f in (a, b))
+    return (float(np.max(np.abs(Sa - Sb)) / np.max(np.abs(Sb))),
+            float(np.max(np.abs(align_gauge(Wa, Wb) - Wb)) / np.max(np.abs(Wb))))
+
+
+def _default_fits(model, data):
+    return (pp.fit_map(model, data, progress_bar=False),
+            pp.fit_map_scratch(model, data, progress_bar=False))
+
+
+def test_default_model_uses_the_quadrature_and_lbfgs(p_small):
+    assert p_small.model.task.method == "quadrature"
+    assert pp.WPPM(input_dim=3).task.method == "quadrature"
+    assert pp.WPPM(input_dim=1).task.method == "mc"
+    fit = pp.fit_map(p_small.model, p_small.data, num_steps=2, progress_bar=False)
+    assert fit.settings["optimizer"] == "lbfgs()"
+
+
+@pytest.mark.parametrize("size", ["p_small", "3000_trials"])
+def test_default_svi_and_scratch_reach_the_same_map(size):
+    """Both loops, default settings, a whole default fit: converged, and the same MAP.
+
+    W is compared after aligning the rotation gauge (Sigma = U U^T and the prior
+    are invariant under a common right rotation of every W block, and the two
+    loops end at different points of that flat orbit: raw W differs by ~1e-2 on
+    P-std while Sigma agrees to ~1e-5). Sigma on a 12 x 12 grid and the aligned
+    W must agree within 1e-4 (relative), the bound of issue 12.
+    """
+    if size == "p_small":
+        model, _, data = make_problem()
+    else:  # a 3,000-trial set, degree 4 as in the paper's fits
+        model, _, data = make_problem(grid_size=5, trials_per_ref=120, basis_degree=4)
+    assert data.num_trials == (360 if size == "p_small" else 3000)
+    a, b = _default_fits(model, data)
+    assert a.converged is True and b.converged is True
+    assert a.num_steps < 1000 and b.num_steps < 1000
+    d_sigma, d_W = _agreement(model, a, b)
+    assert d_sigma <= 1e-4, d_sigma
+    assert d_W <= 1e-4, d_W
+    assert abs(a.losses[-1] - b.losses[-1]) <= 1e-6
+    # The loss settles: after the best loss, it never rises by more than rounding.
+    for fit in (a, b):
+        tail = fit.losses[int(np.argmin(fit.losses)):]
+        assert np.max(tail) - np.min(fit.losses) <= 1e-6
+
+
+def test_not_converged_warns_and_says_so(p_small):
+    with pytest.warns(pp.ConvergenceWarning, match="did not converge in num_steps=3"):
+        fit = pp.fit_map_scratch(p_small.model, p_small.data, num_steps=3, progress_bar=False)
+    assert fit.converged is False
+    assert fit.num_steps == 3
+    assert "did not converge" in fit.convergence
+    assert "converged=False" in repr(fit)
+
+
+def test_fresh_noise_monte_carlo_is_not_assessed():
+    model, _, data = make_problem(pp.Oddity(method="mc", num_samples=50))
+    fit = pp.fit_map(model, data, num_steps=4, progress_bar=False)
+    assert fit.converged is None
+    assert fit.num_steps == 4
+    assert "noisy" in fit.convergence
+    assert fit.settings["optimizer"].startswith("adam")
+
+
+def test_tol_none_runs_every_step(p_small):
+    with pytest.warns(pp.ConvergenceWarning):
+        fit = pp.fit_map(p_small.model, p_small.data, num_steps=25, tol=None, progress_bar=False)
+    assert fit.num_steps == 25
+
+
+def test_fit_quality_against_a_constant_observer(p_small):
+    model, truth, data = p_small
+    fit = pp.fit_map_scratch(model, data, progress_bar=False)
+    p = float(np.mean(data.responses))
+    assert fit.constant_nll_per_trial == pytest.approx(-(p * np.log(p) + (1 - p) * np.log(1 - p)))
+    # The reported NLL is the loss without the prior (checked against the model).
+    ll = model.log_likelihood(fit.params, data.refs, data.comparisons, data.responses, devices=1)
+    assert fit.nll_per_trial == pytest.approx(-float(np.mean(ll)), abs=1e-5)
+    assert fit.nll_per_trial < fit.constant_nll_per_trial  # the field explains something
+    assert fit.nll_per_trial > 0
+
+
+def test_sgd_is_one_argument_away(p_small):
+    fit = pp.fit_map(p_small.model, p_small.data, optimizer="sgd", num_steps=5,
+                     progress_bar=False)
+    assert fit.settings["optimizer"] == "sgd(lr=0.0001, momentum=0.9)"
+    assert fit.settings["window"] == 100
+
+
+def test_divergence_keeps_a_partial_result(p_small):
+    model, _, data = p_small
+    with pytest.raises(pp.FitDivergedError) as e:
+        pp.fit_map(model, data, num_steps=50, optimizer="sgd", learning_rate=1e3,
+                   progress_bar=False)
+    result = e.value.result
+    assert result is not None and result.converged is False
+    assert np.all(np.isfinite(np.asarray(result.params["W"])))
+    assert "diverged" in result.convergence
