@@ -22,8 +22,18 @@ From a CSV file to a threshold plot::
 
 Stimuli outside ``[-1, 1]`` need their box: ``--low``/``--high`` (one value per
 dimension), or a ``# psyphy_pp normalization:`` line in the CSV
-(see :mod:`psyphy_pp.data`). Bad input ends with exit code 1 and a one-line
-reason on stderr (2 for command-line usage errors).
+(see :mod:`psyphy_pp.data`).
+
+Exit status:
+
+* 0: done (for ``fit``: the MAP converged, or with fresh Monte Carlo noise,
+  where convergence is not assessed, ran its steps);
+* 1: bad input, with a one-line reason on stderr;
+* 2: command-line usage error;
+* 3 (``fit``): the MAP did not converge within ``--num-steps``; everything is
+  still written, and summary.txt says so;
+* 4 (``fit``): the MAP diverged (its loss became non-finite); the fit up to the
+  last finite step is written.
 """
 
 from __future__ import annotations
@@ -38,7 +48,19 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from psyphy_pp.defaults import (
+    DEFAULT_LEARNING_RATES,
+    DEFAULT_MOMENTUM,
+    DEFAULT_NUM_STEPS,
+    DEFAULT_TOL,
+    OPTIMIZERS,
+)
+
 PROG = "psyphy-pp"
+#: Exit status of ``fit`` when the MAP did not converge (the fit is saved).
+EXIT_NOT_CONVERGED = 3
+#: Exit status of ``fit`` when the MAP diverged (the last finite state is saved).
+EXIT_DIVERGED = 4
 
 
 class _UsageExit(Exception):
@@ -77,8 +99,8 @@ def _add_model(p: argparse.ArgumentParser, *, diag_term: float) -> None:
     g.add_argument("--diag-term", type=float, default=diag_term,
                    help=f"diagonal floor of Sigma(x) (default {diag_term:g})")
     g.add_argument("--likelihood", choices=("auto", "quadrature", "mc"), default="auto",
-                   help="P(correct) by quadrature (2D only) or Monte Carlo; auto = quadrature "
-                        "in 2D, Monte Carlo otherwise")
+                   help="P(correct) by quadrature (2D and 3D) or Monte Carlo; auto = quadrature "
+                        "where it exists, Monte Carlo otherwise")
     g.add_argument("--mc-samples", type=int, default=500, help="Monte Carlo samples per trial (default 500)")
 
 
@@ -114,10 +136,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="output directory (default: DATA without .csv, + _fit)")
     p.add_argument("--method", choices=("map", "nuts"), default="map",
                    help="map: MAP by SVI; nuts: MAP, then NUTS started from it (default map)")
-    p.add_argument("--num-steps", type=int, default=2000, help="MAP optimiser steps (default 2000)")
-    p.add_argument("--learning-rate", type=float, default=1e-4,
-                   help="SGD learning rate (per-trial objective; default 1e-4)")
-    p.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default 0.9)")
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default="auto",
+                   help="MAP optimiser: auto = lbfgs on a deterministic likelihood (the default "
+                        "quadrature), adam on fresh-noise Monte Carlo; sgd = SGD with momentum "
+                        "(default auto)")
+    p.add_argument("--num-steps", type=int, default=DEFAULT_NUM_STEPS,
+                   help=f"most MAP optimiser steps; the fit stops once converged "
+                        f"(default {DEFAULT_NUM_STEPS})")
+    p.add_argument("--tol", type=float, default=DEFAULT_TOL,
+                   help="converged when no parameter moved by more than this (relative) over "
+                        f"the last 10 (lbfgs) or 100 (adam, sgd) steps (default {DEFAULT_TOL:g})")
+    p.add_argument("--learning-rate", type=float,
+                   help="adam or sgd learning rate (per-trial objective; default "
+                        f"{DEFAULT_LEARNING_RATES['adam']:g} for adam, "
+                        f"{DEFAULT_LEARNING_RATES['sgd']:g} for sgd); not for lbfgs")
+    p.add_argument("--momentum", type=float,
+                   help=f"sgd momentum (default {DEFAULT_MOMENTUM:g}); sgd only")
     p.add_argument("--num-warmup", type=int, default=500, help="NUTS warmup per chain (default 500)")
     p.add_argument("--num-draws", type=int, default=500, help="NUTS draws per chain (default 500)")
     p.add_argument("--num-chains", type=int, default=2, help="NUTS chains (default 2)")
@@ -171,15 +205,17 @@ def _normalization(args: argparse.Namespace) -> Any:
 
 
 def _model(args: argparse.Namespace, input_dim: int) -> Any:
+    from psyphy_pp.defaults import QUADRATURE_DIMS, likelihood_method
     from psyphy_pp.likelihood import Oddity
     from psyphy_pp.model import WPPM
 
     method = args.likelihood
-    if method == "auto":
-        method = "quadrature" if input_dim in (2, 3) else "mc"
-    if method == "quadrature" and input_dim not in (2, 3):
+    if method == "quadrature" and input_dim not in QUADRATURE_DIMS:
         raise ValueError(f"--likelihood quadrature needs 2D or 3D data, got input_dim {input_dim}")
-    task = Oddity(method=method, num_samples=args.mc_samples)
+    if method == "auto":
+        method = likelihood_method(input_dim)
+    task = Oddity(method=method) if method == "quadrature" else Oddity(method="mc",
+                                                                       num_samples=args.mc_samples)
     return WPPM(input_dim=input_dim, basis_degree=args.basis_degree, extra_dims=args.extra_dims,
                 variance_scale=args.variance_scale, decay_rate=args.decay_rate,
                 diag_term=args.diag_term, task=task)
@@ -190,8 +226,8 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
     from psyphy_pp import designs
     from psyphy_pp.data import TrialData
+    from psyphy_pp.defaults import task_for
     from psyphy_pp.fitio import SavedFit, save_fit
-    from psyphy_pp.likelihood import Oddity
     from psyphy_pp.simulate import simulate
 
     norm = _normalization(args)
@@ -199,8 +235,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         raise ValueError(f"--low/--high must have {args.input_dim} values (--input-dim), "
                          f"got {norm.input_dim}")
     model = _model(args, args.input_dim)
-    if model.task.method == "mc":  # fresh noise is right for simulating an observer
-        model = _replace(model, task=Oddity(method="mc", num_samples=max(2000, args.mc_samples)))
+    model = _replace(model, task=task_for("simulate", model.task, model.input_dim))
     key = jax.random.PRNGKey(args.seed)
     k_truth, k_design, k_resp = jax.random.split(key, 3)
     truth = model.sample_prior(k_truth)
@@ -229,6 +264,8 @@ def _replace(obj: Any, **changes: Any) -> Any:
 
 
 def _cmd_fit(args: argparse.Namespace) -> int:
+    import warnings
+
     import psyphy_pp as pp
     from psyphy_pp.data import TrialData
     from psyphy_pp.fitio import SavedFit, save_fit
@@ -236,15 +273,25 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     data = TrialData.from_csv(args.data, normalization=_normalization(args))
     model = _model(args, data.input_dim)
     out = args.out or args.data.with_name(args.data.stem + "_fit")
-    if args.method == "nuts" and not hasattr(pp, "fit_nuts"):
-        raise ValueError("--method nuts needs psyphy_pp.fit_nuts, which this installation lacks")
     progress = not args.no_progress
     t0 = time.perf_counter()
-    fit = pp.fit_map(model, data, num_steps=args.num_steps, learning_rate=args.learning_rate,
-                     momentum=args.momentum, seed=args.seed, progress_bar=progress)
+    status = 0
+    failure = None
+    with warnings.catch_warnings():  # the verdict is in the result; reported below
+        warnings.simplefilter("ignore", pp.ConvergenceWarning)
+        try:
+            fit = pp.fit_map(model, data, num_steps=args.num_steps, optimizer=args.optimizer,
+                             learning_rate=args.learning_rate, momentum=args.momentum,
+                             tol=args.tol, seed=args.seed, progress_bar=progress)
+        except pp.FitDivergedError as err:
+            if err.result is None:
+                raise
+            fit, status, failure = err.result, EXIT_DIVERGED, f"the MAP diverged: {err}"
+    if status == 0 and fit.converged is False:
+        status, failure = EXIT_NOT_CONVERGED, f"the MAP {fit.convergence}"
     t_map = time.perf_counter() - t0
     result: Any = fit
-    if args.method == "nuts":
+    if args.method == "nuts" and status != EXIT_DIVERGED:
         result = pp.fit_nuts(model, data, num_warmup=args.num_warmup, num_samples=args.num_draws,
                              num_chains=args.num_chains, seed=args.seed, init_params=fit.params,
                              progress_bar=progress)
@@ -258,27 +305,31 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     np.savez(out / "params.npz", W=np.asarray(saved.params["W"]))
     written = [fit_path, out / "params.npz"]
     notes = []
-    to_arviz = getattr(pp, "to_arviz", None)
-    if to_arviz is None:
-        notes.append("no ArviZ file: this psyphy_pp has no to_arviz")
-    else:
-        try:
-            to_arviz(result).to_netcdf(str(out / "inference.nc"))
-            written.append(out / "inference.nc")
-        except Exception as err:  # report, do not hide: the fit itself is saved
-            notes.append(f"no ArviZ file: {type(err).__name__}: {_one_line(err)}")
-    text = _summary(args, data, saved, result, t_map, wall, written + [out / "summary.txt"], notes)
+    try:
+        pp.to_arviz(result).to_netcdf(str(out / "inference.nc"))
+        written.append(out / "inference.nc")
+    except Exception as err:  # report, do not hide: the fit itself is saved
+        notes.append(f"no ArviZ file: {type(err).__name__}: {_one_line(err)}")
+    text = _summary(args, data, fit, result, t_map, wall, written + [out / "summary.txt"], notes)
     (out / "summary.txt").write_text(text + "\n", encoding="utf-8")
     print(text)
-    return 0
+    if failure is not None:
+        sys.stderr.write(f"{PROG} fit: {failure} (exit status {status}; the fit is saved in "
+                         f"{out})\n")
+    return status
 
 
-def _summary(args: argparse.Namespace, data: Any, saved: Any, result: Any, t_map: float,
+def _summary(args: argparse.Namespace, data: Any, fit: Any, result: Any, t_map: float,
              wall: float, written: Sequence[Path], notes: Sequence[str]) -> str:
-    m = saved.model
+    m = fit.model
     norm = data.normalization
+    settings = fit.settings
+    if fit.converged is None:
+        verdict = "convergence not assessed (fresh Monte Carlo noise)"
+    else:
+        verdict = "converged" if fit.converged else "NOT converged"
     lines = [
-        f"psyphy_pp {saved.library_version} fit of {args.data}",
+        f"psyphy_pp {pp_version()} fit of {args.data}",
         f"data: {data.num_trials} trials, input_dim {data.input_dim}, "
         f"{len(data.unique_refs())} distinct references, {data.responses.mean():.1%} correct",
         "units: " + ("model units [-1, 1]" if norm is None else
@@ -286,19 +337,32 @@ def _summary(args: argparse.Namespace, data: Any, saved: Any, result: Any, t_map
         f"model: basis_degree {m.basis_degree}, extra_dims {m.extra_dims}, variance_scale "
         f"{m.variance_scale:g}, decay_rate {m.decay_rate:g}, diag_term {m.diag_term:g}, "
         f"task {m.task!r}",
-        f"MAP (SVI, SGD lr {args.learning_rate:g}, momentum {args.momentum:g}): {args.num_steps} "
-        f"steps in {t_map:.1f} s, loss {saved.losses[0]:.5g} -> {saved.losses[-1]:.5g} nats per trial",
+        f"MAP (SVI, optimizer {settings.get('optimizer')}, tol {settings.get('tol')}): "
+        f"{fit.num_steps} of at most {settings.get('num_steps')} steps in {t_map:.1f} s, "
+        f"{verdict}",
+        f"MAP convergence: {fit.convergence}",
+        f"MAP loss (negative log posterior): {fit.losses[0]:.5g} -> {fit.losses[-1]:.5g} "
+        "nats per trial" if len(fit.losses) else "MAP loss: no finite step",
+        f"fit quality: negative log-likelihood {fit.nll_per_trial:.5g} nats per trial; a "
+        f"constant observer at the data's {data.responses.mean():.1%} correct: "
+        f"{fit.constant_nll_per_trial:.5g}",
     ]
-    if saved.kind == "posterior":
+    if getattr(result, "method", None) == "nuts":
         stats = getattr(result, "sample_stats", {}) or {}
         div = int(np.sum(stats.get("diverging", 0)))
-        chains, draws = saved.sample_shape
-        lines.append(f"NUTS: {chains} chains x {draws} draws (warmup {args.num_warmup}), "
-                     f"{div} divergences, task {result.model.task!r}")
+        lines.append(f"NUTS: {result.num_chains} chains x {result.num_samples} draws (warmup "
+                     f"{args.num_warmup}), {div} divergences, task {result.model.task!r}")
     lines.append(f"wall time: {wall:.1f} s")
     lines += [f"note: {n}" for n in notes]
     lines.append("wrote: " + ", ".join(str(p) for p in written))
     return "\n".join(lines)
+
+
+def pp_version() -> str:
+    """The installed psyphy_pp version."""
+    from psyphy_pp import __version__
+
+    return __version__
 
 
 def _reference_points(saved: Any, grid_size: int | None) -> np.ndarray:

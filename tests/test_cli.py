@@ -31,11 +31,8 @@ def simulated(tmp_path_factory):
     csv = d / "trials.csv"
     assert main(["simulate", str(csv), *SMALL_MODEL, "--grid-size", "3", "--trials-per-ref", "20",
                  "--low", "0", "0", "--high", "255", "255", "--names", "R", "G", "--seed", "1"]) == 0
-    # Monte Carlo likelihood: the quadrature likelihood's gradient can be NaN where
-    # P(correct) rounds to 1 in float32 (reported separately), which a random
-    # initial value can hit.
-    assert main(["fit", str(csv), "--out", str(d / "fit"), *SMALL_MODEL, "--num-steps", "20",
-                 "--likelihood", "mc", "--mc-samples", "50", "--no-progress"]) == 0
+    # The default path: quadrature likelihood, L-BFGS, stop once converged (exit 0).
+    assert main(["fit", str(csv), "--out", str(d / "fit"), *SMALL_MODEL, "--no-progress"]) == 0
     return d
 
 
@@ -52,12 +49,18 @@ def test_simulate_writes_csv_and_truth(simulated):
 def test_fit_writes_fit_params_summary(simulated, capsys):
     out = simulated / "fit"
     fit = pp.load_fit(out / "fit.npz")
-    assert fit.kind == "point" and fit.losses.shape == (20,)
+    assert fit.kind == "point" and fit.losses.shape == (fit.settings["num_steps_run"],)
+    assert fit.settings["converged"] is True
     assert fit.normalization.low == (0.0, 0.0) and fit.data.num_trials == 180
     with np.load(out / "params.npz") as f:
         np.testing.assert_array_equal(f["W"], fit.params["W"])
     summary = (out / "summary.txt").read_text()
     assert "180 trials" in summary and "box low=[0.0, 0.0] high=[255.0, 255.0]" in summary
+    # It names what actually ran, how many steps, and whether the fit converged.
+    assert "optimizer lbfgs(), tol 1e-05" in summary
+    assert f"{fit.settings['num_steps_run']} of at most 1000 steps" in summary
+    assert ", converged" in summary and "MAP convergence: converged at step" in summary
+    assert "fit quality: negative log-likelihood" in summary and "constant observer" in summary
     if hasattr(pp, "to_arviz") and (out / "inference.nc").exists():
         import arviz as az
 
@@ -147,3 +150,40 @@ def test_fit_nuts_writes_posterior_and_bands(simulated, capsys):
     assert main(["plot", str(out / "fit.npz"), "--num-directions", "6", "--no-progress",
                  "--dpi", "50"]) == 0
     assert (out / "thresholds.png").exists()
+
+
+@pytest.mark.slow
+def test_fit_that_does_not_converge_exits_3_and_is_saved(simulated, capsys):
+    out = simulated / "short"
+    code = main(["fit", str(simulated / "trials.csv"), "--out", str(out), *SMALL_MODEL,
+                 "--num-steps", "3", "--no-progress"])
+    assert code == 3
+    err = capsys.readouterr().err
+    assert "did not converge in num_steps=3" in err and "exit status 3" in err
+    fit = pp.load_fit(out / "fit.npz")
+    assert fit.settings["converged"] is False
+    assert "NOT converged" in (out / "summary.txt").read_text()
+
+
+@pytest.mark.slow
+def test_fit_that_diverges_exits_4_and_is_saved(simulated, capsys):
+    out = simulated / "diverged"
+    code = main(["fit", str(simulated / "trials.csv"), "--out", str(out), *SMALL_MODEL,
+                 "--optimizer", "sgd", "--learning-rate", "1e30", "--num-steps", "50",
+                 "--no-progress"])
+    assert code == 4
+    assert "the MAP diverged" in capsys.readouterr().err
+    fit = pp.load_fit(out / "fit.npz")
+    assert np.all(np.isfinite(fit.params["W"]))
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--momentum", "0.5"], "momentum applies to optimizer='sgd' only"),
+    (["--optimizer", "lbfgs", "--learning-rate", "1e-3"], "learning_rate applies"),
+    (["--tol", "-1"], "tol must be"),
+])
+def test_fit_rejects_settings_that_would_be_ignored(tmp_path, capsys, extra, message):
+    csv = tmp_path / "t.csv"
+    csv.write_text("ref_0,ref_1,comp_0,comp_1,response\n0,0,0.1,0,1\n0,0,0,0.1,0\n")
+    assert main(["fit", str(csv), *SMALL_MODEL, "--no-progress", *extra]) == 1
+    assert message in capsys.readouterr().err
