@@ -35,9 +35,8 @@ alone (:func:`sigma_draws`).
 
 from __future__ import annotations
 
-__all__ = ["to_arviz", "sigma_draws", "LOG_LIKELIHOOD_SEED"]
+__all__ = ["to_arviz", "sigma_draws", "weights_and_field", "LOG_LIKELIHOOD_SEED"]
 
-import warnings
 from functools import partial
 from typing import Any
 
@@ -47,10 +46,12 @@ import numpy as np
 
 from psyphy_pp import field as _field
 from psyphy_pp._jit import jit
+from psyphy_pp._optional import import_arviz
 from psyphy_pp._typing import ArrayLike
 from psyphy_pp.inference import MapResult
 from psyphy_pp.model import SITE_W, SITE_Y, WPPM
 from psyphy_pp.nuts import NutsResult
+from psyphy_pp.results import FitResult
 
 #: Key seed of the pointwise log-likelihood of a MAP fit whose task draws fresh
 #: Monte Carlo noise: every draw and trial uses ``PRNGKey(LOG_LIKELIHOOD_SEED)``.
@@ -58,19 +59,6 @@ LOG_LIKELIHOOD_SEED = 0
 
 #: Draws evaluated at once when computing derived quantities.
 _DRAW_BATCH = 16
-
-
-def _import_arviz() -> Any:
-    """Import ArviZ lazily, without its (not actionable here) refactor notice."""
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*ArviZ is undergoing a major refactor.*")
-            import arviz as az
-    except ImportError as err:  # pragma: no cover - arviz is a dependency
-        raise ImportError(
-            "psyphy_pp.to_arviz needs ArviZ: pip install 'arviz>=0.23,<0.24'"
-        ) from err
-    return az
 
 
 def _model_attrs(model: WPPM) -> dict[str, Any]:
@@ -113,19 +101,23 @@ def _sigma(W: np.ndarray, points: np.ndarray, diag_term: float) -> np.ndarray:
     return out.reshape(W.shape[:2] + out.shape[1:])
 
 
-def _weights_and_field(fit: Any) -> tuple[np.ndarray, float, int, np.ndarray]:
-    """``(W by chain and draw, diag_term, input_dim, reference points)`` of a fit."""
-    if isinstance(fit, NutsResult):
-        W = np.asarray(fit.samples[SITE_W])
-    elif isinstance(fit, MapResult):
-        W = np.asarray(fit.params[SITE_W])[None, None]
-    else:
-        idata = to_arviz(fit)  # InferenceData passes through; anything else raises
-        post = idata.posterior
-        return (np.asarray(post[SITE_W].values), float(post.attrs["diag_term"]),
-                int(post.attrs["input_dim"]), np.asarray(idata.constant_data["ref_points"].values))
-    m = fit.model
-    return W, m.diag_term, m.input_dim, fit.data.unique_refs()
+def weights_and_field(fit: Any) -> tuple[np.ndarray, float, int, np.ndarray]:
+    """What the field plots and summaries need from any fit.
+
+    Args:
+        fit: A :class:`~psyphy_pp.results.FitResult` with data, or an
+            InferenceData made by :func:`to_arviz`.
+
+    Returns:
+        ``(W by chain and draw, diag_term, input_dim, distinct reference points)``.
+    """
+    if isinstance(fit, FitResult) and fit.data is not None:
+        m = fit.model
+        return fit.weight_draws(), m.diag_term, m.input_dim, fit.data.unique_refs()
+    idata = to_arviz(fit)  # InferenceData passes through; anything else raises
+    post = idata.posterior
+    return (np.asarray(post[SITE_W].values), float(post.attrs["diag_term"]),
+            int(post.attrs["input_dim"]), np.asarray(idata.constant_data["ref_points"].values))
 
 
 def sigma_draws(fit: Any, points: ArrayLike | None = None) -> np.ndarray:
@@ -142,7 +134,7 @@ def sigma_draws(fit: Any, points: ArrayLike | None = None) -> np.ndarray:
     Raises:
         ValueError: If ``points`` does not have shape ``(P, D)``.
     """
-    W, diag_term, D, ref_points = _weights_and_field(fit)
+    W, diag_term, D, ref_points = weights_and_field(fit)
     points = ref_points if points is None else np.asarray(points, np.float64)
     if points.ndim != 2 or points.shape[1] != D:
         raise ValueError(f"points must have shape (P, {D}), got {points.shape}")
@@ -199,11 +191,11 @@ def to_arviz(result: Any) -> Any:
         >>> idata.log_likelihood["y"].shape
         (1, 1, 2)
     """
-    az = _import_arviz()
+    az = import_arviz()
     if isinstance(result, az.InferenceData):
         return result
     if isinstance(result, NutsResult):
-        W = np.asarray(result.samples[SITE_W])
+        W = result.weight_draws()
         s = result.sample_stats
         sample_stats = {
             "diverging": s["diverging"],
@@ -216,7 +208,7 @@ def to_arviz(result: Any) -> Any:
         }
         inference = "nuts"
     elif isinstance(result, MapResult):
-        W = np.asarray(result.params[SITE_W])[None, None]
+        W = result.weight_draws()
         sample_stats = {"loss": np.asarray(result.losses)[None, None]}
         inference = result.method
     else:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["grid_points", "grid_design"]
+__all__ = ["grid_points", "grid_design", "box_distances"]
 
 import jax
 import jax.numpy as jnp
@@ -59,3 +59,25 @@ def grid_design(
     e = e / jnp.linalg.norm(e, axis=-1, keepdims=True)
     comps = refs + mahalanobis_radius * np.asarray(jnp.einsum("nij,nj->ni", L, e))
     return refs, np.clip(comps, -1.0, 1.0)
+
+
+def box_distances(refs: np.ndarray, dirs: np.ndarray) -> np.ndarray:
+    """Distance from each reference to the edge of ``[-1, 1]^D`` along each direction.
+
+    Args:
+        refs: References, shape ``(R, D)``.
+        dirs: Unit directions, shape ``(K, D)``.
+
+    Returns:
+        Array of shape ``(R, K)`` (0 where a reference sits on the edge and the
+        direction points out).
+
+    Examples:
+        >>> box_distances(np.zeros((1, 2)), np.array([[1.0, 0.0], [0.6, 0.8]])).round(3)
+        array([[1.  , 1.25]])
+    """
+    r = refs[:, None, :]
+    e = np.broadcast_to(dirs[None], (refs.shape[0],) + dirs.shape)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lim = np.where(e > 0, (1.0 - r) / e, np.where(e < 0, (-1.0 - r) / e, np.inf))
+    return np.clip(np.min(lim, axis=-1), 0.0, None)

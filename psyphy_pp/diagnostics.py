@@ -151,12 +151,12 @@ def posterior_sigma(fit: Any, points: ArrayLike | None = None, *, prob: float = 
         >>> posterior_sigma(fit).mean.shape
         (2, 2, 2)
     """
-    from psyphy_pp.arviz_io import _weights_and_field, sigma_draws
+    from psyphy_pp.arviz_io import sigma_draws, weights_and_field
 
     if not (isinstance(prob, (float, int)) and not isinstance(prob, bool) and 0 < prob < 1):
         raise ValueError(f"prob must be a number in (0, 1), got {prob!r}")
     if points is None:
-        points = _weights_and_field(fit)[3]
+        points = weights_and_field(fit)[3]
     points = np.asarray(points, np.float64)
     S = sigma_draws(fit, points).astype(np.float64)
     S = S.reshape((-1,) + S.shape[2:])
@@ -330,13 +330,13 @@ def compare_fits(
     Raises:
         ValueError: If the fits have different ``W`` shapes, or a tolerance is not positive.
     """
-    from psyphy_pp.arviz_io import _weights_and_field, sigma_draws, to_arviz
+    from psyphy_pp.arviz_io import sigma_draws, to_arviz, weights_and_field
 
     for name, value in [("loss_rtol", loss_rtol), ("W_rtol", W_rtol), ("sigma_rtol", sigma_rtol)]:
         if not (isinstance(value, (float, int)) and not isinstance(value, bool) and value > 0):
             raise ValueError(f"{name} must be a positive number (inf allowed), got {value!r}")
     check_positive("grid_size", grid_size, integer=True)
-    shape_a, shape_b = (_weights_and_field(f)[0].shape[2:] for f in (a, b))
+    shape_a, shape_b = (weights_and_field(f)[0].shape[2:] for f in (a, b))
     if shape_a != shape_b:
         raise ValueError(
             f"the fits have different W shapes {shape_a} and {shape_b}; "

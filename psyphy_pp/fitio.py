@@ -33,6 +33,7 @@ from psyphy_pp._typing import Params
 from psyphy_pp.data import Normalization, TrialData
 from psyphy_pp.likelihood import Oddity
 from psyphy_pp.model import SITE_W, WPPM
+from psyphy_pp.results import as_fit_result
 
 #: Name of the file format, stored in every fit file.
 FIT_FORMAT = "psyphy_pp.fit"
@@ -118,37 +119,36 @@ class SavedFit:
         """``(chains, draws)`` for posterior draws, ``()`` for a point estimate."""
         return self.params[SITE_W].shape[: self.params[SITE_W].ndim - len(self.model.weights_shape)]
 
+    def weight_draws(self) -> np.ndarray:
+        """``W`` by chain and draw, ``(chains, draws, *weights_shape)`` (a point is 1 x 1)."""
+        W = np.asarray(self.params[SITE_W])
+        return W if self.kind == "posterior" else W[None, None]
+
     @classmethod
     def from_result(cls, result: Any, *, normalization: Normalization | None = None) -> SavedFit:
-        """Wrap a :class:`~psyphy_pp.MapResult`, a NUTS result or a :class:`SavedFit`.
+        """Wrap any :class:`~psyphy_pp.results.FitResult` (MapResult, NutsResult, SavedFit).
 
-        Anything with ``samples["W"]`` of shape ``(chains, draws, ...)`` (the
-        result of :func:`~psyphy_pp.fit_nuts`) is stored as posterior draws;
-        anything with ``params`` as a point estimate.
+        A result of kind ``"posterior"`` (:func:`~psyphy_pp.fit_nuts`) is stored
+        as its draws of ``W``; a point estimate as its one ``W``, with its losses
+        and, for a MAP fit, its convergence verdict and fit quality in
+        ``settings``.
         """
         if isinstance(result, SavedFit):
             if normalization is None:
                 return result
             return dataclasses.replace(result, normalization=normalization)
-        model = getattr(result, "model", None)
-        data = getattr(result, "data", None)
-        settings = dict(getattr(result, "settings", {}) or {})
-        method = str(getattr(result, "method", "unknown"))
-        samples = getattr(result, "samples", None)
-        if samples is not None:
-            return cls(model, {SITE_W: np.asarray(samples[SITE_W])}, kind="posterior",
+        result = as_fit_result(result)
+        model, data, method = result.model, result.data, str(result.method)
+        settings = dict(result.settings or {})
+        if result.kind == "posterior":
+            return cls(model, {SITE_W: result.weight_draws()}, kind="posterior",
                        method=method, data=data, normalization=normalization, settings=settings)
-        params = getattr(result, "params", None)
-        if params is None:
-            raise ValueError(
-                "result must be a MapResult, a NUTS result (with samples['W']) or a SavedFit, "
-                f"got {type(result).__name__}"
-            )
+        params = {SITE_W: result.weight_draws()[0, 0]}
         for name in ("converged", "convergence", "nll_per_trial", "constant_nll_per_trial"):
             if hasattr(result, name):  # a MapResult's verdict and fit quality
                 settings[name] = getattr(result, name)
         losses = getattr(result, "losses", None)
-        return cls(model, {SITE_W: np.asarray(params[SITE_W])}, kind="point", method=method,
+        return cls(model, params, kind="point", method=method,
                    losses=None if losses is None else np.asarray(losses), data=data,
                    normalization=normalization, settings=settings)
 

@@ -61,8 +61,9 @@ import logging
 import math
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -158,6 +159,15 @@ class MapResult:
     constant_nll_per_trial: float = math.nan
 
     loss_scaling: str = "mean negative log posterior per trial"
+
+    @property
+    def kind(self) -> str:
+        """``"point"``: one estimate of ``W`` (:class:`~psyphy_pp.results.FitResult`)."""
+        return "point"
+
+    def weight_draws(self) -> np.ndarray:
+        """``W`` as one chain of one draw, shape ``(1, 1, *weights_shape)``."""
+        return np.asarray(self.params[SITE_W])[None, None]
 
     @property
     def num_steps(self) -> int:
@@ -271,7 +281,7 @@ def prepare_fit(
     if init_params is None:
         init_params = model.sample_prior(init_key)
     else:
-        model._weights(init_params)  # shape check
+        model.weights(init_params)  # shape check
         init_params = {SITE_W: jnp.asarray(init_params[SITE_W], dtype=jnp.result_type(float))}
     if sharding is not None:
         init_params = sharding.replicate(init_params)

@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 
 import jax
 import jax.numpy as jnp
-from jax.sharding import PartitionSpec
 import numpy as np
 import numpyro
 import numpyro.distributions as dist
+from jax.sharding import PartitionSpec
 
 from psyphy_pp import field as _field
 from psyphy_pp._jit import jit
@@ -104,7 +104,7 @@ class WPPM:
 
     def log_prior(self, params: Params) -> Array:
         """Log prior density of ``params["W"]`` (a scalar)."""
-        return self.prior().log_prob(self._weights(params))
+        return self.prior().log_prob(self.weights(params))
 
     # -- field and likelihood ---------------------------------------------------
     def covariance(self, params: Params, x: ArrayLike) -> Array:
@@ -112,7 +112,7 @@ class WPPM:
         if is_concrete(x):
             arr = np.asarray(x)
             check_stimuli("x", arr.reshape(-1, arr.shape[-1]) if arr.ndim else arr, self.input_dim)
-        return _field.covariance(self._weights(params), x, self.diag_term)
+        return _field.covariance(self.weights(params), x, self.diag_term)
 
     def logits(
         self,
@@ -151,7 +151,7 @@ class WPPM:
                 raise ValueError(
                     f"comparisons must have the same shape as refs {r.shape}, got {c.shape}"
                 )
-        W = self._weights(params)
+        W = self.weights(params)
         concrete = concrete and is_concrete(W) and is_concrete(key)
         if devices is None and concrete:
             devices = jax.local_devices()
@@ -263,15 +263,40 @@ class WPPM:
             return _sharded_logits_jit(self, sharding, *args)
         return _sharded_logits(self, sharding, *args)
 
-    def _weights(self, params: Params) -> Array:
-        if not isinstance(params, dict) or SITE_W not in params:
-            raise ValueError(f"params must be a dict with key {SITE_W!r}, got {type(params)}")
-        W = jnp.asarray(params[SITE_W])
-        if W.shape != self.weights_shape:
+    def weights(self, params: Params) -> Array:
+        """``params["W"]`` as an array, after checking it has :attr:`weights_shape`.
+
+        Raises:
+            ValueError: If ``params`` is not a dict with key ``"W"`` of this shape.
+        """
+        W, sample_shape = self.weight_samples(params)
+        if sample_shape:
             raise ValueError(
                 f"params['W'] must have shape {self.weights_shape} for this model, got {W.shape}"
             )
-        return W
+        return jnp.asarray(W)
+
+    def weight_samples(self, params: Params) -> tuple[Array, tuple[int, ...]]:
+        """``params["W"]`` with any leading sample axes, and the shape of those axes.
+
+        Posterior draws have shape ``(*sample_shape, *weights_shape)``, for example
+        ``(chains, draws, ...)``; a point estimate has ``sample_shape == ()``.
+
+        Raises:
+            ValueError: If ``params`` is not a dict with key ``"W"`` whose shape
+                ends with :attr:`weights_shape`.
+        """
+        if not isinstance(params, dict) or SITE_W not in params:
+            raise ValueError(f"params must be a dict with key {SITE_W!r}, got {type(params).__name__}")
+        W = params[SITE_W]
+        W = W if isinstance(W, (jax.Array, np.ndarray)) else np.asarray(W)
+        ws = self.weights_shape
+        if W.ndim < len(ws) or tuple(W.shape[W.ndim - len(ws):]) != ws:
+            raise ValueError(
+                f"params['W'] must have shape {ws} for this model (or (*sample_shape, "
+                f"{', '.join(map(str, ws))}) for draws), got {tuple(W.shape)}"
+            )
+        return W, tuple(W.shape[: W.ndim - len(ws)])
 
 
 def _logits(

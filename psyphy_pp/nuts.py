@@ -63,8 +63,8 @@ from psyphy_pp import defaults
 from psyphy_pp._typing import Params
 from psyphy_pp._validation import check_choice, check_nonnegative, check_positive
 from psyphy_pp._warnings import PsyphyWarning
-from psyphy_pp.inference import check_model_and_data, place_data
 from psyphy_pp.data import TrialData
+from psyphy_pp.inference import check_model_and_data, place_data
 from psyphy_pp.likelihood import Oddity
 from psyphy_pp.model import SITE_W, WPPM
 from psyphy_pp.sharding import DevicesLike, trial_sharding
@@ -119,6 +119,15 @@ class NutsResult:
     settings: dict = field(default_factory=dict)
     task_note: str = ""
     method: str = "nuts"
+
+    @property
+    def kind(self) -> str:
+        """``"posterior"``: draws of ``W`` (:class:`~psyphy_pp.results.FitResult`)."""
+        return "posterior"
+
+    def weight_draws(self) -> np.ndarray:
+        """The draws of ``W``, shape ``(chains, draws, *weights_shape)``."""
+        return np.asarray(self.samples[SITE_W])
 
     @property
     def num_chains(self) -> int:
@@ -329,7 +338,7 @@ def fit_nuts(
 
     dtype = jnp.result_type(float)
     if init_params is not None:
-        used_model._weights(init_params)  # shape check
+        used_model.weights(init_params)  # shape check
         W0 = jnp.asarray(init_params[SITE_W], dtype)
         if not bool(jnp.all(jnp.isfinite(W0))):
             raise ValueError("init_params['W'] must be finite")

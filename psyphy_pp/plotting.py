@@ -17,7 +17,8 @@ __all__ = [
     "plot_rank",
 ]
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -263,12 +264,13 @@ def plot_psychometric_curves(
     """
     import matplotlib.pyplot as plt
 
-    from psyphy_pp.thresholds import _box_distances, _split_params, psychometric_curves
+    from psyphy_pp.designs import box_distances
+    from psyphy_pp.thresholds import psychometric_curves
 
     refs = np.asarray(refs, np.float64)
     dirs = np.asarray(directions, np.float64)
     dirs = dirs / np.linalg.norm(dirs, axis=1, keepdims=True)
-    W, sample_shape = _split_params(model, params)
+    W, sample_shape = model.weight_samples(params)
     if distances is None:
         W0 = W.reshape((-1,) + model.weights_shape)[0]
         S = np.asarray(model.covariance({"W": W0}, refs), np.float64)
@@ -285,7 +287,7 @@ def plot_psychometric_curves(
         _, axes = plt.subplots(1, len(refs), figsize=(4 * len(refs), 3.6), squeeze=False,
                                sharey=True)
         axes = axes[0]
-    inside = s <= _box_distances(refs, dirs)[..., None] + 1e-12  # (R, K, G)
+    inside = s <= box_distances(refs, dirs)[..., None] + 1e-12  # (R, K, G)
     scale = np.ones(dirs.shape[1]) if normalization is None else normalization.scale
     stretch = np.linalg.norm(dirs * scale, axis=1)
     units = "model units" if normalization is None else "user units"
@@ -360,9 +362,9 @@ def plot_posterior_ellipses(
     from matplotlib.patches import PathPatch
 
     from psyphy_pp import field as _field
-    from psyphy_pp.arviz_io import _weights_and_field, sigma_draws
+    from psyphy_pp.arviz_io import sigma_draws, weights_and_field
 
-    _, diag_term, input_dim, ref_points = _weights_and_field(fit)
+    _, diag_term, input_dim, ref_points = weights_and_field(fit)
     if input_dim != 2:
         raise ValueError(f"plot_posterior_ellipses needs input_dim == 2, got {input_dim}")
     points = ref_points if points is None else np.asarray(points, np.float64)
@@ -458,9 +460,9 @@ def plot_trace(
     Returns:
         The matplotlib ``Figure``.
     """
-    from psyphy_pp.arviz_io import _import_arviz
+    from psyphy_pp._optional import import_arviz
 
-    az = _import_arviz()
+    az = import_arviz()
     ds = _entries_dataset(fit, var_name, num_entries, entries)
     axes = az.plot_trace(ds, var_names=[var_name], compact=False)
     fig = np.asarray(axes).ravel()[0].figure
@@ -486,9 +488,9 @@ def plot_rank(
     Returns:
         The matplotlib ``Figure``.
     """
-    from psyphy_pp.arviz_io import _import_arviz
+    from psyphy_pp._optional import import_arviz
 
-    az = _import_arviz()
+    az = import_arviz()
     ds = _entries_dataset(fit, var_name, num_entries, entries)
     n = ds.sizes["entry"]
     cols = min(n, 2)

@@ -71,13 +71,14 @@ __all__ = [
     "oddity_prob_semianalytic",
 ]
 
-from functools import lru_cache
+from functools import cache
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from psyphy_pp._linalg import cholesky, solve_lower, solve_lower_matrix
+from psyphy_pp._nodes import hermite_rule, legendre_rule
 from psyphy_pp._typing import Array, ArrayLike
 from psyphy_pp._validation import covariance_triplet
 
@@ -106,7 +107,7 @@ _INC_RATE_0 = 0.5
 _INC_RATE_Q = 0.15
 
 
-@lru_cache(maxsize=None)
+@cache
 def _angle_rule(n: int) -> tuple[np.ndarray, ...]:
     """Gauss-Legendre on ``t in [-pi/2, pi/2]``: ``cos t, sin t, g(cos t)^2, weights``."""
     x, w = np.polynomial.legendre.leggauss(n)
@@ -114,22 +115,6 @@ def _angle_rule(n: int) -> tuple[np.ndarray, ...]:
     cos, sin = np.cos(t), np.sin(t)
     g2 = (2.0 / 3.0 * (np.sqrt(cos**2 + 3.0) - cos)) ** 2
     return cos, sin, g2, w
-
-
-@lru_cache(maxsize=None)
-def _hermite_rule(n: int, dim: int) -> tuple[np.ndarray, np.ndarray]:
-    """Tensor Gauss-Hermite rule for ``N(0, I_dim)``: nodes ``(n**dim, dim)``, weights."""
-    x, w = np.polynomial.hermite.hermgauss(n)
-    grids = np.meshgrid(*([np.sqrt(2.0) * x] * dim), indexing="ij")
-    wgrids = np.meshgrid(*([w / np.sqrt(np.pi)] * dim), indexing="ij")
-    return np.stack(grids, -1).reshape(-1, dim), np.prod(wgrids, axis=0).reshape(-1)
-
-
-@lru_cache(maxsize=None)
-def _unit_rule(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Gauss-Legendre on ``[0, 1]``: nodes, weights."""
-    x, w = np.polynomial.legendre.leggauss(n)
-    return 0.5 * (x + 1.0), 0.5 * w
 
 
 def _whiten(S0: ArrayLike, S1: ArrayLike, delta: ArrayLike) -> tuple[Array, ...]:
@@ -170,7 +155,7 @@ def oddity_prob_quadrature(
     Q, K, mu = _whiten(S0, S1, delta)
     dtype = mu.dtype
     cos, sin, g2, w_t = (jnp.asarray(a, dtype) for a in _angle_rule(num_angles))
-    z, w_z = (jnp.asarray(a, dtype) for a in _hermite_rule(num_hermite, 2))
+    z, w_z = (jnp.asarray(a, dtype) for a in hermite_rule(num_hermite, 2))
 
     # v' at the Hermite nodes, (..., H, 2); K is lower triangular.
     v0 = mu[..., 0, None] + K[..., 0, 0, None] * z[:, 0]
@@ -229,7 +214,7 @@ def oddity_prob_semianalytic(
     Q, K, mu = _whiten(S0, S1, delta)
     dtype = mu.dtype
     cos, sin, g2, w_t = (jnp.asarray(a, dtype) for a in _angle_rule(num_angles))
-    s, w_s = (jnp.asarray(a, dtype) for a in _unit_rule(num_radial))
+    s, w_s = (jnp.asarray(a, dtype) for a in legendre_rule(num_radial))
 
     # A^{-1} = Q^T Q / 2 and B = K K^T (Q, K lower triangular); m = mu.
     ai00 = 0.5 * (Q[..., 0, 0] ** 2 + Q[..., 1, 0] ** 2)

@@ -61,16 +61,16 @@ __all__ = [
 ]
 
 import math
-from functools import lru_cache
+from functools import cache
 
 import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import erf, log_ndtr
 
 from psyphy_pp._linalg import cholesky, solve_lower, solve_lower_matrix
+from psyphy_pp._nodes import hermite_rule, legendre_rule
 from psyphy_pp._typing import Array, ArrayLike
 from psyphy_pp._validation import covariance_triplet
-from psyphy_pp.quadrature import _hermite_rule
 
 #: Default node counts of :func:`oddity_prob_polar_3d`:
 #: ``(num_n_polar, num_n_azimuth, num_f_polar, num_f_azimuth, num_psi)``.
@@ -82,20 +82,13 @@ _N_RATE = 0.25
 Vec = tuple[Array, Array, Array]
 
 
-@lru_cache(maxsize=None)
-def _legendre(n: int, lo: float, hi: float) -> tuple[np.ndarray, np.ndarray]:
-    """Gauss-Legendre nodes and weights on ``[lo, hi]``."""
-    x, w = np.polynomial.legendre.leggauss(n)
-    return lo + 0.5 * (hi - lo) * (x + 1.0), 0.5 * (hi - lo) * w
-
-
-@lru_cache(maxsize=None)
+@cache
 def _sphere_rule(n_cos: int, n_azi: int, lo: float) -> tuple[np.ndarray, ...]:
     """Product rule on ``{cos in [lo, 1]}``: ``cos, sin, cos phi, sin phi, weights``.
 
     Flattened over ``n_cos * n_azi`` nodes; the weights include ``2 pi / n_azi``.
     """
-    c, wc = _legendre(n_cos, lo, 1.0)
+    c, wc = legendre_rule(n_cos, lo, 1.0)
     phi = 2.0 * np.pi * (np.arange(n_azi) + 0.5) / n_azi
     c, phi = np.meshgrid(c, phi, indexing="ij")
     w = np.broadcast_to(wc[:, None] * (2.0 * np.pi / n_azi), c.shape)
@@ -199,7 +192,7 @@ def oddity_prob_gauss_hermite_3d(
     """
     P, K, m = _factors(S0, S1, delta)
     dtype = m.dtype
-    z, w_z = (jnp.asarray(a, dtype) for a in _hermite_rule(num_hermite, 3))
+    z, w_z = (jnp.asarray(a, dtype) for a in hermite_rule(num_hermite, 3))
     ct, st, cp, sp, w_e = (jnp.asarray(a, dtype) for a in _sphere_rule(num_cos, num_azimuth, 0.0))
     g = 2.0 / 3.0 * (jnp.sqrt(ct**2 + 3.0) - ct)
 
@@ -275,7 +268,7 @@ def oddity_prob_polar_3d(
     P, K, m = _factors(S0, S1, delta)
     dtype = m.dtype
     cf, sf, cpf, spf, w_f = (jnp.asarray(a, dtype) for a in _sphere_rule(f_pol, f_azi, 0.0))
-    x_psi, w_psi = (jnp.asarray(a, dtype) for a in _legendre(n_psi, 0.0, 1.0))
+    x_psi, w_psi = (jnp.asarray(a, dtype) for a in legendre_rule(n_psi, 0.0, 1.0))
     e = lambda x: x[..., None]  # noqa: E731
 
     # n measured from m: <n, m> = |m| cos theta. For large |m| the integrand is
@@ -285,7 +278,7 @@ def oddity_prob_polar_3d(
     # the identity map as k -> 0).
     mhat, mnorm = _safe_unit((m[..., 0], m[..., 1], m[..., 2]))
     m2 = mnorm**2
-    wl, ww = (jnp.asarray(a, dtype) for a in _legendre(n_pol, 0.0, 1.0))
+    wl, ww = (jnp.asarray(a, dtype) for a in legendre_rule(n_pol, 0.0, 1.0))
     phi = 2.0 * np.pi * (np.arange(n_azi) + 0.5) / n_azi
     cpn, spn = (jnp.asarray(np.tile(a, n_pol), dtype) for a in (np.cos(phi), np.sin(phi)))
     k = jnp.maximum(_N_RATE * m2, 1e-4)

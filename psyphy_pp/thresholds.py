@@ -80,6 +80,7 @@ from psyphy_pp._progress import progress
 from psyphy_pp._typing import ArrayLike, Params
 from psyphy_pp._validation import check_positive, check_stimuli
 from psyphy_pp.data import Normalization
+from psyphy_pp.designs import box_distances
 from psyphy_pp.likelihood import Oddity
 from psyphy_pp.model import SITE_W, WPPM
 
@@ -491,28 +492,6 @@ def _write_columns(path: str | os.PathLike, cols: dict[str, np.ndarray]) -> None
             w.writerow([fmt(v) for fmt, v in zip(fmts, row)])
 
 
-def _box_distances(refs: np.ndarray, dirs: np.ndarray) -> np.ndarray:
-    """Distance from each ref to the edge of ``[-1, 1]^D`` along each direction, ``(R, K)``."""
-    r = refs[:, None, :]
-    e = np.broadcast_to(dirs[None], (refs.shape[0],) + dirs.shape)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        lim = np.where(e > 0, (1.0 - r) / e, np.where(e < 0, (-1.0 - r) / e, np.inf))
-    return np.clip(np.min(lim, axis=-1), 0.0, None)
-
-
-def _split_params(model: WPPM, params: Params) -> tuple[np.ndarray, tuple[int, ...]]:
-    if not isinstance(params, dict) or SITE_W not in params:
-        raise ValueError(f"params must be a dict with key {SITE_W!r}, got {type(params).__name__}")
-    W = np.asarray(params[SITE_W])
-    ws = model.weights_shape
-    if W.ndim < len(ws) or W.shape[W.ndim - len(ws):] != ws:
-        raise ValueError(
-            f"params['W'] must have shape (*sample_shape, {', '.join(map(str, ws))}) for this "
-            f"model, got {W.shape}"
-        )
-    return W, W.shape[: W.ndim - len(ws)]
-
-
 @functools.lru_cache(maxsize=16)
 def _solver(model: WPPM, num_grid: int, num_iterations: int, batch_size: int):
     """Jitted ``(Ws, refs, dirs, s_max, target, tol) -> (s, reached, monotone)``."""
@@ -662,12 +641,12 @@ def thresholds(
             f"fixed_noise=True), got {task!r}"
         )
     solver_model = dataclasses.replace(model, task=task)
-    W, sample_shape = _split_params(model, params)
+    W, sample_shape = model.weight_samples(params)
     if not np.all(np.isfinite(W)):
         raise ValueError("params['W'] must be finite")
 
-    r, k, d = refs.shape[0], dirs.shape[0], model.input_dim
-    s_max = _box_distances(refs, dirs)
+    r, k = refs.shape[0], dirs.shape[0]
+    s_max = box_distances(refs, dirs)
     flat_refs = np.repeat(refs, k, axis=0)
     flat_dirs = np.tile(dirs, (r, 1))
     n_trials = r * k * (num_grid + 1)
@@ -747,7 +726,7 @@ def psychometric_curves(
     if not task.resolve(model.input_dim).deterministic:
         raise ValueError(f"task must be deterministic, got {task!r}")
     m = dataclasses.replace(model, task=task)
-    W, sample_shape = _split_params(model, params)
+    W, sample_shape = model.weight_samples(params)
     comps = np.clip(refs[:, None, None, :] + s[:, None] * dirs[:, None, :], -1.0, 1.0)
     rr = np.broadcast_to(refs[:, None, None, :], comps.shape).reshape(-1, model.input_dim)
     cc = comps.reshape(-1, model.input_dim)

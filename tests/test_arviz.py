@@ -13,11 +13,12 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 import psyphy_pp as pp  # noqa: E402
-from psyphy_pp.arviz_io import LOG_LIKELIHOOD_SEED, _import_arviz, sigma_draws  # noqa: E402
+from psyphy_pp._optional import import_arviz  # noqa: E402
+from psyphy_pp.arviz_io import LOG_LIKELIHOOD_SEED, sigma_draws  # noqa: E402
 from psyphy_pp.plotting import plot_posterior_ellipses, plot_rank, plot_trace  # noqa: E402
 from tests.conftest import make_problem  # noqa: E402
 
-az = _import_arviz()
+az = import_arviz()
 
 GROUPS = ("posterior", "sample_stats", "log_likelihood", "observed_data", "constant_data")
 

@@ -1,0 +1,87 @@
+"""The protocol every fit result implements.
+
+:class:`~psyphy_pp.MapResult` (``fit_map``, ``fit_map_scratch``),
+:class:`~psyphy_pp.NutsResult` (``fit_nuts``) and :class:`~psyphy_pp.SavedFit`
+(``load_fit``) all offer the model, the data, the settings and the draws of
+``W`` in one layout, ``(chains, draws, *weights_shape)``; a point estimate is
+one chain of one draw. :func:`~psyphy_pp.to_arviz`, :mod:`psyphy_pp.fitio`,
+:mod:`psyphy_pp.diagnostics` and :mod:`psyphy_pp.plotting` read fits only
+through it.
+"""
+
+from __future__ import annotations
+
+__all__ = ["FitResult", "as_fit_result"]
+
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    from psyphy_pp.data import TrialData
+    from psyphy_pp.model import WPPM
+
+
+@runtime_checkable
+class FitResult(Protocol):
+    """What every fit result offers.
+
+    Attributes:
+        model: The fitted :class:`~psyphy_pp.WPPM`.
+        data: The trials (None for a ground truth saved without data).
+        method: How it was made (``"svi"``, ``"scratch"``, ``"nuts"``, ...).
+        kind: ``"point"`` (one ``W``) or ``"posterior"`` (draws of ``W``).
+        settings: The settings used.
+    """
+
+    model: WPPM
+    data: TrialData | None
+    method: str
+    settings: dict
+
+    @property
+    def kind(self) -> str: ...
+
+    def weight_draws(self) -> np.ndarray:
+        """``W`` by chain and draw: shape ``(chains, draws, *weights_shape)``."""
+        ...
+
+
+def as_fit_result(obj: object) -> FitResult:
+    """``obj`` as a :class:`FitResult`.
+
+    A fit result is returned as it is. Any other object with the attributes
+    ``model``, ``data`` and ``samples["W"]`` (draws, ``(chains, draws, ...)``) or
+    ``params["W"]`` (one estimate) is wrapped, so that results made elsewhere
+    can be saved and read like the package's own.
+
+    Raises:
+        ValueError: If ``obj`` has neither.
+    """
+    if isinstance(obj, FitResult):
+        return obj
+    samples = getattr(obj, "samples", None)
+    params = getattr(obj, "params", None)
+    source = samples if samples is not None else params
+    if not isinstance(source, dict) or "W" not in source or not hasattr(obj, "model"):
+        raise ValueError(
+            "result must be a MapResult, a NutsResult, a SavedFit, or have model and "
+            f"samples['W'] or params['W'], got {type(obj).__name__}"
+        )
+    return _Wrapped(obj, np.asarray(source["W"]), "posterior" if samples is not None else "point")
+
+
+class _Wrapped:
+    """A :class:`FitResult` view of an object that has the parts but not the protocol."""
+
+    def __init__(self, obj: object, W: np.ndarray, kind: str) -> None:
+        self.model = obj.model  # type: ignore[attr-defined]
+        self.data = getattr(obj, "data", None)
+        self.method = str(getattr(obj, "method", "unknown"))
+        self.settings = dict(getattr(obj, "settings", None) or {})
+        self.losses = getattr(obj, "losses", None)
+        self.kind = kind
+        self._W = W
+
+    def weight_draws(self) -> np.ndarray:
+        return self._W if self.kind == "posterior" else self._W[None, None]
