@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DOCS_STAMP := $(VENV)/.installed-docs
 
-.PHONY: demo test test-studies bench clean docs figures
+.PHONY: demo test lint test-studies bench clean docs figures
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -20,8 +20,13 @@ demo: $(STAMP)
 # Two workers, one test file each at a time: the suite is dominated by XLA
 # compilation, which is single-threaded (measured on 2 cores: 27.7 min in one
 # process after the L-BFGS default, against about half that with two workers).
-test: $(STAMP)
+test: $(STAMP) lint
 	$(PY) -m pytest -q -ra --durations=15 -n 2 --dist loadfile -m "not study"
+
+# ruff (pyflakes, isort, pyupgrade, bugbear) and mypy, configured in pyproject.toml.
+lint: $(STAMP)
+	$(PY) -m ruff check psyphy_pp
+	$(PY) -m mypy
 
 # The checks make test leaves out for time (about 12 min on 2 cores).
 test-studies: $(STAMP)

@@ -9,8 +9,9 @@ jits (NUTS) are not affected.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import lru_cache
-from typing import Any, Callable
+from typing import Any
 
 import jax
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Any
 
 
 @contextmanager
-def progress(total: int, desc: str, enabled: bool) -> Iterator[object]:
+def progress(total: int, desc: str, enabled: bool) -> Iterator[Any]:
     """Yield a tqdm bar (or a no-op stand-in when disabled)."""
     if not enabled:
         yield _NoBar()

@@ -43,8 +43,9 @@ __all__ = ["main", "build_parser"]
 import argparse
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -497,8 +498,10 @@ _COMMANDS = {"simulate": _cmd_simulate, "fit": _cmd_fit, "thresholds": _cmd_thre
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``psyphy-pp`` with ``argv`` (default: ``sys.argv[1:]``); return the exit code.
 
-    Exit codes: 0 on success, 1 on bad input or a failed fit (with a one-line
-    reason on stderr), 2 on command-line usage errors.
+    Exit codes: 0 on success, 1 on bad input (with a one-line reason on
+    stderr), 2 on command-line usage errors; for ``fit``, 3 when the MAP did not
+    converge and 4 when it diverged (the fit is written in both cases; see the
+    module docstring).
     """
     parser = build_parser()
     try:

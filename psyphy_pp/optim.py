@@ -15,8 +15,9 @@ from __future__ import annotations
 
 __all__ = ["optimizer_step", "init_state", "OptaxWithValueFn", "Convergence"]
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp

@@ -11,7 +11,7 @@ from __future__ import annotations
 __all__ = ["fit_map_scratch", "make_loss", "make_step"]
 
 import functools
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp

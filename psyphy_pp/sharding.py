@@ -34,8 +34,9 @@ from __future__ import annotations
 __all__ = ["TRIAL_AXIS", "TrialSharding", "TrialArrays", "trial_sharding", "pad_trials", "place_trials"]
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Sequence, Union
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -98,7 +99,7 @@ class TrialSharding:
             )
 
 
-DevicesLike = Union[None, int, Sequence[jax.Device], Mesh, TrialSharding]
+DevicesLike = None | int | Sequence[jax.Device] | Mesh | TrialSharding
 
 
 def trial_sharding(devices: DevicesLike = None) -> TrialSharding | None:
