@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from psyphy_pp._csv import write_columns
 from psyphy_pp._validation import check_stimuli
 
 #: Column-name prefixes/names with a fixed meaning in CSV files and DataFrames.
@@ -428,25 +429,10 @@ class TrialData:
         ``# psyphy_pp normalization:`` comment line before the header records the
         box; reading the file back with :meth:`from_csv` gives the same arrays.
         """
-        cols = self.columns()
-        names = list(cols)
-        fmt = []
-        for name in names:
-            arr = cols[name]
-            if arr.dtype.kind == "f":
-                fmt.append(lambda v: repr(float(v)))
-            elif arr.dtype.kind in "biu":
-                fmt.append(lambda v: str(int(v)))
-            else:
-                fmt.append(str)
-        with open(path, "w", newline="", encoding="utf-8") as f:
-            if self.normalization is not None:
-                f.write(f"{_NORMALIZATION_TAG} {json.dumps(self.normalization.to_dict())}\n")
-            writer = csv.writer(f, lineterminator="\n")
-            writer.writerow(names)
-            columns = [cols[n].tolist() for n in names]
-            for row in zip(*columns):
-                writer.writerow([fn(v) for fn, v in zip(fmt, row)])
+        preamble = ""
+        if self.normalization is not None:
+            preamble = f"{_NORMALIZATION_TAG} {json.dumps(self.normalization.to_dict())}\n"
+        write_columns(path, self.columns(), preamble)
 
     @classmethod
     def from_csv(

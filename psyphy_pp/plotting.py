@@ -29,13 +29,6 @@ from psyphy_pp.model import WPPM
 THRESHOLD_SCALE_2D = 2.554
 
 
-def _ellipse_axes(S: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Half-axis lengths and angle (degrees) of the ellipses ``x^T S^-1 x = 1``."""
-    w, V = np.linalg.eigh(S)
-    angle = np.degrees(np.arctan2(V[..., 1, 1], V[..., 0, 1]))
-    return np.sqrt(np.clip(w[..., ::-1], 0.0, None)), angle
-
-
 def plot_ellipse_field(
     model: WPPM,
     params: Params,
@@ -65,12 +58,15 @@ def plot_ellipse_field(
     import matplotlib.pyplot as plt
     from matplotlib.patches import Ellipse
 
+    from psyphy_pp.thresholds import Ellipses
+
     if model.input_dim != 2:
         raise ValueError(f"plot_ellipse_field needs input_dim == 2, got {model.input_dim}")
     if ax is None:
         _, ax = plt.subplots(figsize=(5, 5))
     points = np.asarray(points, np.float64)
-    radii, angles = _ellipse_axes(np.asarray(model.covariance(params, points), np.float64))
+    ellipses = Ellipses.from_matrix(points, np.asarray(model.covariance(params, points), np.float64))
+    radii, angles = ellipses.axes, np.degrees(ellipses.angle)
     style = dict(facecolor="none", edgecolor="k", linewidth=1.0) | ellipse_kwargs
     label = style.pop("label", None)
     for i, (p, r, a) in enumerate(zip(points, radii, angles)):

@@ -65,7 +65,6 @@ __all__ = [
     "thresholds",
 ]
 
-import csv
 import dataclasses
 import functools
 import os
@@ -76,6 +75,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from psyphy_pp._csv import write_columns
 from psyphy_pp._progress import progress
 from psyphy_pp._typing import ArrayLike, Params
 from psyphy_pp._validation import check_positive, check_stimuli
@@ -479,17 +479,7 @@ class Thresholds:
 
     def to_csv(self, path: str | os.PathLike, *, points: bool = False, prob: float = 0.9) -> None:
         """Write :meth:`table` (or :meth:`points_table` if ``points``) as CSV, full precision."""
-        _write_columns(path, self.points_table(prob) if points else self.table(prob))
-
-
-def _write_columns(path: str | os.PathLike, cols: dict[str, np.ndarray]) -> None:
-    names = list(cols)
-    fmts = [(lambda v: repr(float(v))) if cols[n].dtype.kind == "f" else str for n in names]
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f, lineterminator="\n")
-        w.writerow(names)
-        for row in zip(*(cols[n].tolist() for n in names)):
-            w.writerow([fmt(v) for fmt, v in zip(fmts, row)])
+        write_columns(path, self.points_table(prob) if points else self.table(prob))
 
 
 @functools.lru_cache(maxsize=16)
