@@ -359,12 +359,11 @@ def run_loop(
             if rule is not None:
                 flat = np.concatenate([np.ravel(v) for v in jax.tree_util.tree_leaves(get_params(state))])
                 recent.append(flat)
-                old = recent[0] if len(recent) == recent.maxlen else None
-                if old is not None:
-                    change = rule.change(flat, old)
-                if rule.converged(flat, old):
-                    converged = True
-                    break
+                if len(recent) == recent.maxlen:  # window + 1 parameter vectors
+                    change = rule.change(flat, recent[0])
+                    if rule.converged(change):
+                        converged = True
+                        break
     num_run = t + 1
     losses = losses[:num_run]
     params = get_params(state)

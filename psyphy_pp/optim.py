@@ -139,8 +139,6 @@ class Convergence:
         size = max(float(np.max(np.abs(new))), self.scale, 1e-30)
         return float(np.max(np.abs(new - old)) / size)
 
-    def converged(self, new: np.ndarray, old: np.ndarray | None) -> bool:
-        """Whether the move from ``old`` (``window`` steps ago) to ``new`` is within ``tol``."""
-        if self.tol is None or old is None:
-            return False
-        return self.change(new, old) <= self.tol
+    def converged(self, change: float) -> bool:
+        """Whether a :meth:`change` over the last ``window`` steps is within ``tol``."""
+        return self.tol is not None and change <= self.tol
