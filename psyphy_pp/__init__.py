@@ -9,7 +9,6 @@ Examples:
 from psyphy_pp import defaults as defaults
 from psyphy_pp import designs as designs
 from psyphy_pp.arviz_io import to_arviz as to_arviz
-from psyphy_pp.data import Normalization as Normalization
 from psyphy_pp.data import TrialData as TrialData
 from psyphy_pp.diagnostics import FitComparison as FitComparison
 from psyphy_pp.diagnostics import compare_fits as compare_fits
@@ -23,6 +22,7 @@ from psyphy_pp.inference import MapResult as MapResult
 from psyphy_pp.inference import fit_map as fit_map
 from psyphy_pp.likelihood import Oddity as Oddity
 from psyphy_pp.model import WPPM as WPPM
+from psyphy_pp.normalization import Normalization as Normalization
 from psyphy_pp.nuts import NutsResult as NutsResult
 from psyphy_pp.nuts import fit_nuts as fit_nuts
 from psyphy_pp.scratch import fit_map_scratch as fit_map_scratch

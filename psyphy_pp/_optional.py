@@ -19,3 +19,12 @@ def import_arviz() -> Any:
     return az
 
 
+def import_pandas() -> Any:
+    """Import pandas lazily, for the DataFrame conversions of :class:`~psyphy_pp.TrialData`."""
+    try:
+        import pandas as pd
+    except ImportError as err:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "pandas is needed for DataFrame conversion; install it with `pip install pandas`"
+        ) from err
+    return pd

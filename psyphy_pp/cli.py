@@ -194,7 +194,7 @@ def _add_threshold_options(p: argparse.ArgumentParser) -> None:
 
 
 def _normalization(args: argparse.Namespace) -> Any:
-    from psyphy_pp.data import Normalization
+    from psyphy_pp.normalization import Normalization
 
     if args.low is None and args.high is None:
         if args.names:

@@ -36,6 +36,7 @@ import numpy as np
 from psyphy_pp._typing import ArrayLike, Params
 from psyphy_pp._validation import check_positive
 from psyphy_pp.model import WPPM
+from psyphy_pp.plotting import plot_fit_comparison
 
 
 def _sqrtm_psd(A: np.ndarray) -> np.ndarray:
@@ -239,51 +240,12 @@ class FitComparison:
     def plot(self) -> Any:
         """Loss traces, per-step loss difference and the field difference on the grid.
 
+        Drawn by :func:`psyphy_pp.plotting.plot_fit_comparison`.
+
         Returns:
             A matplotlib ``Figure`` with three panels.
         """
-        import matplotlib.pyplot as plt
-
-        fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
-        ax = axes[0]
-        for trace, label in zip(self.losses, self.labels):
-            if trace is not None:
-                ax.plot(trace, label=label, alpha=0.8)
-        ax.set_xlabel("step")
-        ax.set_ylabel("loss (nats per trial)")
-        ax.set_title("loss traces")
-        if any(t is not None for t in self.losses):
-            ax.legend()
-        ax = axes[1]
-        floor = 1e-12
-        if self.loss_diff is not None:
-            rel = np.abs(self.loss_diff) / np.maximum(np.abs(self.losses[1]), 1e-300)
-            ax.semilogy(np.maximum(rel, floor), color="k", label="relative difference")
-            ax.axhline(self.loss_rtol, color="tab:red", linestyle="--", label="tolerance")
-            ax.set_ylim(floor / 2, max(10 * self.loss_rtol, 2 * float(np.max(rel))))
-            ax.legend()
-        else:
-            ax.text(0.5, 0.5, "no common loss trace", ha="center", va="center",
-                    transform=ax.transAxes)
-        ax.set_xlabel("step")
-        ax.set_ylabel(f"|a - b| / |b| (exact zeros shown at {floor:g})")
-        ax.set_title(f"per-step loss difference, a = {self.labels[0]}, b = {self.labels[1]}")
-        ax = axes[2]
-        if self.grid.shape[1] == 2:
-            sc = ax.scatter(self.grid[:, 0], self.grid[:, 1], c=self.relative_frobenius,
-                            cmap="viridis", s=60, vmin=0.0,
-                            vmax=max(float(np.max(self.relative_frobenius)), self.sigma_rtol))
-            fig.colorbar(sc, ax=ax, label="relative Frobenius difference of Sigma")
-            ax.set_aspect("equal")
-            ax.set_xlabel("stimulus dimension 1")
-            ax.set_ylabel("stimulus dimension 2")
-        else:
-            ax.hist(self.relative_frobenius, bins=30, color="0.4")
-            ax.set_xlabel("relative Frobenius difference of Sigma")
-            ax.set_ylabel("grid points")
-        ax.set_title(f"Sigma field: {'agree' if self.agree else 'disagree'}")
-        fig.tight_layout()
-        return fig
+        return plot_fit_comparison(self)
 
 
 def compare_fits(

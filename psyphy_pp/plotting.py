@@ -9,6 +9,7 @@ from __future__ import annotations
 __all__ = [
     "plot_ellipse_field",
     "plot_losses",
+    "plot_fit_comparison",
     "THRESHOLD_SCALE_2D",
     "plot_threshold_field",
     "plot_psychometric_curves",
@@ -18,12 +19,15 @@ __all__ = [
 ]
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from psyphy_pp._typing import ArrayLike, Params
 from psyphy_pp.model import WPPM
+
+if TYPE_CHECKING:
+    from psyphy_pp.diagnostics import FitComparison
 
 #: For isotropic noise, the 2/3-correct oddity threshold lies ~2.554 sigma away (2D).
 THRESHOLD_SCALE_2D = 2.554
@@ -95,6 +99,66 @@ def plot_losses(
     ax.set_ylabel("loss (negative log posterior per trial)")
     ax.legend()
     return ax.figure
+
+
+def plot_fit_comparison(comparison: FitComparison) -> Any:
+    """Loss traces, per-step loss difference and the field difference on the grid.
+
+    The figure of :meth:`psyphy_pp.FitComparison.plot`: the two loss traces, their
+    relative per-step difference against ``loss_rtol``, and the relative
+    Frobenius difference of ``Sigma`` at each grid point (a scatter over the
+    plane in 2D, a histogram otherwise).
+
+    Args:
+        comparison: The report of :func:`~psyphy_pp.compare_fits`.
+
+    Returns:
+        A matplotlib ``Figure`` with three panels.
+    """
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    ax = axes[0]
+    for trace, label in zip(comparison.losses, comparison.labels):
+        if trace is not None:
+            ax.plot(trace, label=label, alpha=0.8)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss (nats per trial)")
+    ax.set_title("loss traces")
+    if any(t is not None for t in comparison.losses):
+        ax.legend()
+    ax = axes[1]
+    floor = 1e-12
+    if comparison.loss_diff is not None:
+        # loss_diff is set only when both fits have a loss trace.
+        loss_b = comparison.losses[1]
+        rel = np.abs(comparison.loss_diff) / np.maximum(np.abs(loss_b), 1e-300)  # type: ignore[arg-type]
+        ax.semilogy(np.maximum(rel, floor), color="k", label="relative difference")
+        ax.axhline(comparison.loss_rtol, color="tab:red", linestyle="--", label="tolerance")
+        ax.set_ylim(floor / 2, max(10 * comparison.loss_rtol, 2 * float(np.max(rel))))
+        ax.legend()
+    else:
+        ax.text(0.5, 0.5, "no common loss trace", ha="center", va="center",
+                transform=ax.transAxes)
+    ax.set_xlabel("step")
+    ax.set_ylabel(f"|a - b| / |b| (exact zeros shown at {floor:g})")
+    ax.set_title(f"per-step loss difference, a = {comparison.labels[0]}, b = {comparison.labels[1]}")
+    ax = axes[2]
+    if comparison.grid.shape[1] == 2:
+        sc = ax.scatter(comparison.grid[:, 0], comparison.grid[:, 1], c=comparison.relative_frobenius,
+                        cmap="viridis", s=60, vmin=0.0,
+                        vmax=max(float(np.max(comparison.relative_frobenius)), comparison.sigma_rtol))
+        fig.colorbar(sc, ax=ax, label="relative Frobenius difference of Sigma")
+        ax.set_aspect("equal")
+        ax.set_xlabel("stimulus dimension 1")
+        ax.set_ylabel("stimulus dimension 2")
+    else:
+        ax.hist(comparison.relative_frobenius, bins=30, color="0.4")
+        ax.set_xlabel("relative Frobenius difference of Sigma")
+        ax.set_ylabel("grid points")
+    ax.set_title(f"Sigma field: {'agree' if comparison.agree else 'disagree'}")
+    fig.tight_layout()
+    return fig
 
 
 def _box_limits(normalization: Any, d: int) -> list[tuple[float, float]]:

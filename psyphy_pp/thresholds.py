@@ -79,10 +79,10 @@ from psyphy_pp._csv import write_columns
 from psyphy_pp._progress import progress
 from psyphy_pp._typing import ArrayLike, Params
 from psyphy_pp._validation import check_positive, check_stimuli
-from psyphy_pp.data import Normalization
 from psyphy_pp.designs import box_distances
 from psyphy_pp.likelihood import Oddity
 from psyphy_pp.model import SITE_W, WPPM
+from psyphy_pp.normalization import Normalization
 
 #: The usual oddity criterion: halfway between chance (1/3) and certainty.
 DEFAULT_TARGET = 2.0 / 3.0
