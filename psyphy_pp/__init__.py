@@ -12,6 +12,7 @@ from psyphy_pp.arviz_io import to_arviz as to_arviz
 from psyphy_pp.data import TrialData as TrialData
 from psyphy_pp.diagnostics import FitComparison as FitComparison
 from psyphy_pp.diagnostics import compare_fits as compare_fits
+from psyphy_pp.ellipses import Ellipses as Ellipses
 from psyphy_pp.fitio import IncompatibleFitError as IncompatibleFitError
 from psyphy_pp.fitio import SavedFit as SavedFit
 from psyphy_pp.fitio import load_fit as load_fit
@@ -28,8 +29,7 @@ from psyphy_pp.nuts import fit_nuts as fit_nuts
 from psyphy_pp.scratch import fit_map_scratch as fit_map_scratch
 from psyphy_pp.sharding import trial_sharding as trial_sharding
 from psyphy_pp.simulate import simulate as simulate
-from psyphy_pp.thresholds import Ellipses as Ellipses
-from psyphy_pp.thresholds import Thresholds as Thresholds
+from psyphy_pp.threshold_table import Thresholds as Thresholds
 from psyphy_pp.thresholds import psychometric_curves as psychometric_curves
 from psyphy_pp.thresholds import thresholds as thresholds
 

@@ -62,7 +62,7 @@ def plot_ellipse_field(
     import matplotlib.pyplot as plt
     from matplotlib.patches import Ellipse
 
-    from psyphy_pp.thresholds import Ellipses
+    from psyphy_pp.ellipses import Ellipses
 
     if model.input_dim != 2:
         raise ValueError(f"plot_ellipse_field needs input_dim == 2, got {model.input_dim}")

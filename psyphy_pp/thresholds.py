@@ -1,4 +1,4 @@
-r"""Discrimination thresholds of a fitted WPPM, and the ellipses through them
+r"""Discrimination thresholds of a fitted WPPM: the solver along directions
 
 The threshold of a reference ``r`` in the unit direction ``e`` is the distance
 ``s`` at which the probability of a correct oddity answer reaches a target,
@@ -40,16 +40,11 @@ is deterministic (the default quadrature in 2D and 3D); a fresh-noise Monte
 Carlo task is replaced as :func:`threshold_task` says (the policy of
 :func:`psyphy_pp.defaults.task_for`); pass ``task=`` to choose it yourself.
 
-The ellipse (ellipsoid in 3D) through the threshold points of a reference is a
-least-squares conic: with ``x = point - r``, the coefficients of
-``x^T A x + b^T x = 1`` minimise the algebraic residual over the reached
-directions (``b = 0``, centre ``r``, when some direction did not reach the
-target). Then the centre is ``r - A^{-1} b / 2`` and the shape matrix
-``M = (1 + c^T A c) A^{-1}`` (``c`` the centre offset), so that the ellipse is
-``{y : (y - centre)^T M^{-1} (y - centre) = 1}``; half-axes are the square roots
-of the eigenvalues of ``M``. This is exact for points on an ellipse and allows
-the small asymmetry between ``e`` and ``-e`` that a varying field causes. The fit
-is done in numpy float64 outside ``jit``.
+The ellipse (ellipsoid in 3D) through the threshold points of each reference is
+fitted by :func:`~psyphy_pp.ellipses.fit_ellipses` (the least-squares conic of
+:mod:`psyphy_pp.ellipses`), and the result is a :class:`Thresholds` table
+(:mod:`psyphy_pp.threshold_table`). ``Ellipses``, ``fit_ellipses``,
+``Thresholds`` and ``DEFAULT_TARGET`` are re-exported here.
 """
 
 from __future__ import annotations
@@ -67,25 +62,20 @@ __all__ = [
 
 import dataclasses
 import functools
-import os
-from dataclasses import dataclass
-from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from psyphy_pp._csv import write_columns
 from psyphy_pp._progress import progress
 from psyphy_pp._typing import ArrayLike, Params
 from psyphy_pp._validation import check_positive, check_stimuli
 from psyphy_pp.designs import box_distances
+from psyphy_pp.ellipses import Ellipses, fit_ellipses
 from psyphy_pp.likelihood import Oddity
 from psyphy_pp.model import SITE_W, WPPM
-from psyphy_pp.normalization import Normalization
+from psyphy_pp.threshold_table import DEFAULT_TARGET, Thresholds
 
-#: The usual oddity criterion: halfway between chance (1/3) and certainty.
-DEFAULT_TARGET = 2.0 / 3.0
 #: Trials evaluated at once per draw (bounds the memory of ``lax.map`` batches).
 _TRIALS_PER_BATCH = 20_000
 
@@ -152,334 +142,6 @@ def threshold_directions(num_directions: int, input_dim: int) -> np.ndarray:
         return np.stack([rho * np.cos(phi), rho * np.sin(phi), z], axis=1)
     g = np.random.default_rng(0).standard_normal((num_directions, input_dim))
     return g / np.linalg.norm(g, axis=1, keepdims=True)
-
-
-@dataclass(frozen=True)
-class Ellipses:
-    """Ellipses (ellipsoids) ``{y : (y - centre)^T M^-1 (y - centre) = 1}``, one per reference.
-
-    Leading axes ``(*S, R)``: optional sample axes, then references.
-
-    Attributes:
-        centre: Centres, shape ``(*S, R, D)``.
-        matrix: Shape matrices ``M``, shape ``(*S, R, D, D)``.
-        axes: Half-axis lengths in decreasing order, shape ``(*S, R, D)``.
-        rotation: Principal directions as columns, matching ``axes``, shape
-            ``(*S, R, D, D)``.
-        ok: False where the fit was not possible (fewer reached directions than
-            coefficients, or the conic was not an ellipse); those entries hold the
-            circle (sphere) through the mean threshold distance, centred on the
-            reference: a placeholder, never NaN.
-    """
-
-    centre: np.ndarray
-    matrix: np.ndarray
-    axes: np.ndarray
-    rotation: np.ndarray
-    ok: np.ndarray
-
-    @property
-    def angle(self) -> np.ndarray:
-        """Angle of the major axis from the first stimulus axis, radians in ``(-pi/2, pi/2]``, 2D only."""
-        if self.centre.shape[-1] != 2:
-            raise ValueError(f"angle needs input_dim 2, got {self.centre.shape[-1]}")
-        v = self.rotation[..., :, 0]
-        a = np.arctan2(v[..., 1], v[..., 0])
-        a = np.where(a > np.pi / 2, a - np.pi, a)
-        return np.where(a <= -np.pi / 2, a + np.pi, a)
-
-    @classmethod
-    def from_matrix(cls, centre: Any, matrix: Any, ok: Any = None) -> Ellipses:
-        """Build from centres and shape matrices (axes by ``numpy.linalg.eigh``)."""
-        centre = np.asarray(centre, np.float64)
-        matrix = np.asarray(matrix, np.float64)
-        matrix = 0.5 * (matrix + np.swapaxes(matrix, -1, -2))
-        w, V = np.linalg.eigh(matrix)
-        axes = np.sqrt(np.clip(w[..., ::-1], 0.0, None))
-        ok = np.ones(centre.shape[:-1], bool) if ok is None else np.asarray(ok, bool)
-        return cls(centre, matrix, axes, V[..., ::-1], ok)
-
-    def to_user(self, normalization: Normalization) -> Ellipses:
-        """The same ellipses in the user's units of ``normalization``."""
-        return Ellipses.from_matrix(
-            normalization.to_user(self.centre), normalization.covariance_to_user(self.matrix),
-            self.ok,
-        )
-
-
-def fit_ellipses(
-    refs: ArrayLike,
-    points: ArrayLike,
-    *,
-    mask: ArrayLike | None = None,
-    fit_centre: bool = True,
-) -> Ellipses:
-    """Least-squares ellipses (ellipsoids) through threshold points.
-
-    Fits ``x^T A x + b^T x = 1`` with ``x = point - ref`` (``b = 0`` when
-    ``fit_centre`` is False) to the points where ``mask`` is True; see the module
-    docstring. The centre is fitted only when every point of a reference is used
-    (a conic through points on one side of the reference leaves its centre poorly
-    determined); otherwise, or when the full fit is not an ellipse, the centred
-    fit (``b = 0``) is used. When even that is impossible (fewer points than
-    ``D (D + 1) / 2``) or not an ellipse, the result is a placeholder circle
-    through the mean distance with ``ok`` False.
-
-    Args:
-        refs: Reference points, shape ``(*S, R, D)`` (or ``(R, D)``, broadcast).
-        points: Threshold points, shape ``(*S, R, K, D)``.
-        mask: Which points to use, shape ``(*S, R, K)`` (default: all).
-        fit_centre: Let the centre differ from the reference.
-
-    Returns:
-        :class:`Ellipses` with leading shape ``(*S, R)``.
-
-    Examples:
-        >>> t = np.linspace(0, 2 * np.pi, 8, endpoint=False)
-        >>> pts = np.stack([0.3 * np.cos(t), 0.1 * np.sin(t)], -1)[None]
-        >>> e = fit_ellipses(np.zeros((1, 2)), pts)
-        >>> e.axes.round(6).tolist(), bool(e.ok[0])
-        ([[0.3, 0.1]], True)
-    """
-    points = np.asarray(points, np.float64)
-    d = points.shape[-1]
-    refs = np.broadcast_to(np.asarray(refs, np.float64), points.shape[:-2] + (d,))
-    x = points - refs[..., None, :]
-    w = np.ones(points.shape[:-1]) if mask is None else np.asarray(mask, np.float64)
-    w = np.broadcast_to(w, points.shape[:-1])
-    iu = np.triu_indices(d)
-    quad = x[..., iu[0]] * x[..., iu[1]] * np.where(iu[0] == iu[1], 1.0, 2.0)
-    n_quad = quad.shape[-1]
-    feats = np.concatenate([quad, x], axis=-1) if fit_centre else quad
-    n_used = w.sum(-1)
-
-    def solve(F: np.ndarray) -> np.ndarray:
-        G = np.einsum("...ki,...k,...kj->...ij", F, w, F)
-        h = np.einsum("...ki,...k->...i", F, w)
-        return np.einsum("...ij,...j->...i", np.linalg.pinv(G), h)
-
-    def to_ellipse(theta: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        A = np.zeros(theta.shape[:-1] + (d, d))
-        A[..., iu[0], iu[1]] = theta[..., :n_quad]
-        A[..., iu[1], iu[0]] = theta[..., :n_quad]
-        evals = np.linalg.eigvalsh(A)
-        pd = evals[..., 0] > 0
-        A_safe = np.where(pd[..., None, None], A, np.eye(d))
-        Ainv = np.linalg.inv(A_safe)
-        if theta.shape[-1] > n_quad:
-            c = -0.5 * np.einsum("...ij,...j->...i", Ainv, theta[..., n_quad:])
-        else:
-            c = np.zeros(theta.shape[:-1] + (d,))
-        k = 1.0 + np.einsum("...i,...ij,...j->...", c, A_safe, c)
-        return c, k[..., None, None] * Ainv, pd & (k > 0)
-
-    c_full, M_full, ok_full = to_ellipse(solve(feats))
-    # The centre is only well determined by points all round the reference.
-    ok_full &= (n_used >= feats.shape[-1]) & (n_used == w.shape[-1]) & fit_centre
-    c_cent, M_cent, ok_cent = to_ellipse(solve(quad))
-    ok_cent &= n_used >= n_quad
-    dist = np.linalg.norm(x, axis=-1)
-    mean_r = np.where(n_used > 0, (dist * w).sum(-1) / np.maximum(n_used, 1), dist.mean(-1))
-    M_circ = mean_r[..., None, None] ** 2 * np.eye(d)
-    use_full = ok_full[..., None, None]
-    use_cent = (~ok_full & ok_cent)[..., None, None]
-    M = np.where(use_full, M_full, np.where(use_cent, M_cent, M_circ))
-    c = np.where(use_full[..., 0], c_full, np.where(use_cent[..., 0], c_cent, 0.0))
-    return Ellipses.from_matrix(refs + c, M, ok_full | ok_cent)
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    """Threshold distances and points along fixed directions, with fitted ellipses.
-
-    Leading axes ``(*S, R, K)``: optional sample axes (posterior draws), then
-    references, then directions.
-
-    Attributes:
-        refs: Reference points, shape ``(R, D)``.
-        directions: Unit directions, shape ``(K, D)``, the same at every reference.
-        distances: Threshold distances ``s``, shape ``(*S, R, K)``. Where
-            ``reached`` is False this is the distance to the box edge (a lower
-            bound for the threshold), not NaN.
-        reached: True where P(correct) reaches the target inside the box.
-        monotone: True where P(correct) rose monotonically (within
-            ``monotone_tol``) on the search grid.
-        max_distances: Distance from each reference to the box edge along each
-            direction, shape ``(R, K)``.
-        ellipses: The fitted :class:`Ellipses`, leading shape ``(*S, R)``.
-        target: The target P(correct).
-        normalization: The units: None for model units, or the
-            :class:`~psyphy_pp.Normalization` whose user units these are.
-    """
-
-    refs: np.ndarray
-    directions: np.ndarray
-    distances: np.ndarray
-    reached: np.ndarray
-    monotone: np.ndarray
-    max_distances: np.ndarray
-    ellipses: Ellipses
-    target: float = DEFAULT_TARGET
-    normalization: Normalization | None = None
-
-    @property
-    def sample_shape(self) -> tuple[int, ...]:
-        """Leading sample axes (empty for a point estimate)."""
-        return self.distances.shape[:-2]
-
-    @property
-    def points(self) -> np.ndarray:
-        """Threshold points ``refs + distances * directions``, shape ``(*S, R, K, D)``."""
-        return self.refs[:, None, :] + self.distances[..., None] * self.directions
-
-    @property
-    def input_dim(self) -> int:
-        """Stimulus dimension ``D``."""
-        return self.refs.shape[-1]
-
-    def _sample_axes(self) -> tuple[int, ...]:
-        if not self.sample_shape:
-            raise ValueError(
-                "these thresholds have no sample axes (a point estimate); pass params with "
-                "posterior draws, e.g. {'W': samples['W']} of shape (chains, draws, ...)"
-            )
-        return tuple(range(len(self.sample_shape)))
-
-    def band(self, prob: float = 0.9) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Equal-tailed credible band of each threshold distance over the draws.
-
-        Args:
-            prob: Probability mass inside the band, in ``(0, 1)``.
-
-        Returns:
-            ``(lower, median, upper)`` distances, each of shape ``(R, K)``.
-
-        Raises:
-            ValueError: If there are no sample axes, or ``prob`` is not in ``(0, 1)``.
-        """
-        if not 0.0 < prob < 1.0:
-            raise ValueError(f"prob must be in (0, 1), got {prob!r}")
-        axes = self._sample_axes()
-        q = np.quantile(self.distances, [(1 - prob) / 2, 0.5, (1 + prob) / 2], axis=axes)
-        return q[0], q[1], q[2]
-
-    def fraction_reached(self) -> np.ndarray:
-        """Fraction of draws in which each threshold was reached, shape ``(R, K)``."""
-        if not self.sample_shape:
-            return self.reached.astype(np.float64)
-        return self.reached.mean(axis=self._sample_axes())
-
-    def median(self) -> Thresholds:
-        """Point summary of posterior thresholds: median distance per direction.
-
-        Its ellipses are fitted to the median points; ``reached`` is True where
-        the threshold was reached in at least half of the draws.
-        """
-        _, med, _ = self.band(0.5)
-        reached = self.fraction_reached() >= 0.5
-        monotone = self.monotone.all(axis=self._sample_axes())
-        pts = self.refs[:, None, :] + med[..., None] * self.directions
-        ell = fit_ellipses(self.refs, pts, mask=reached)
-        return dataclasses.replace(self, distances=med, reached=reached, monotone=monotone,
-                                   ellipses=ell)
-
-    def to_user(self, normalization: Normalization | None) -> Thresholds:
-        """The thresholds in the user's units of ``normalization``.
-
-        Points and ellipses are mapped by the affine normalisation; a direction
-        ``e`` becomes ``diag(scale) e / |diag(scale) e|`` and a distance ``s``
-        becomes ``s |diag(scale) e|``. ``None`` returns ``self`` unchanged.
-
-        Raises:
-            ValueError: If the thresholds are already in user units.
-        """
-        if normalization is None:
-            return self
-        if self.normalization is not None:
-            raise ValueError("these thresholds are already in user units")
-        if normalization.input_dim != self.input_dim:
-            raise ValueError(
-                f"normalization must have input_dim {self.input_dim}, got {normalization.input_dim}"
-            )
-        stretched = self.directions * normalization.scale
-        length = np.linalg.norm(stretched, axis=-1)
-        return Thresholds(
-            refs=normalization.to_user(self.refs),
-            directions=stretched / length[..., None],
-            distances=self.distances * length,
-            reached=self.reached,
-            monotone=self.monotone,
-            max_distances=self.max_distances * length,
-            ellipses=self.ellipses.to_user(normalization),
-            target=self.target,
-            normalization=normalization,
-        )
-
-    def table(self, prob: float = 0.9) -> dict[str, np.ndarray]:
-        """One row per reference: the ellipse summary as named columns.
-
-        Columns: ``ref_j``, ``centre_j``, ``axis_j`` (half-axis lengths, major
-        first), ``angle_deg`` (2D only; major axis from the first stimulus axis),
-        ``axisdir_i_j`` (component ``j`` of principal direction ``i``, D != 2),
-        ``num_reached`` (directions reaching the target), ``monotone``,
-        ``ellipse_ok``; for posterior draws the point columns describe the
-        ellipse through the median thresholds, and ``axis_j_lower`` /
-        ``axis_j_upper`` give the ``prob`` credible band of each half-axis over
-        the per-draw ellipses.
-        """
-        point = self.median() if self.sample_shape else self
-        e = point.ellipses
-        d = self.input_dim
-        cols: dict[str, np.ndarray] = {}
-        for j in range(d):
-            cols[f"ref_{j}"] = self.refs[:, j]
-        for j in range(d):
-            cols[f"centre_{j}"] = e.centre[:, j]
-        for j in range(d):
-            cols[f"axis_{j}"] = e.axes[:, j]
-        if d == 2:
-            cols["angle_deg"] = np.degrees(e.angle)
-        else:
-            for i in range(d):
-                for j in range(d):
-                    cols[f"axisdir_{i}_{j}"] = e.rotation[:, j, i]
-        if self.sample_shape:
-            axes = self._sample_axes()
-            lo, hi = np.quantile(self.ellipses.axes, [(1 - prob) / 2, (1 + prob) / 2], axis=axes)
-            for j in range(d):
-                cols[f"axis_{j}_lower"] = lo[:, j]
-                cols[f"axis_{j}_upper"] = hi[:, j]
-        cols["num_reached"] = point.reached.sum(-1).astype(np.int64)
-        cols["monotone"] = point.monotone.all(-1).astype(np.int64)
-        cols["ellipse_ok"] = e.ok.astype(np.int64)
-        return cols
-
-    def points_table(self, prob: float = 0.9) -> dict[str, np.ndarray]:
-        """One row per (reference, direction): ``ref_j``, ``dir_j``, ``distance``,
-        ``point_j``, ``reached``, ``monotone`` (and ``distance_lower`` /
-        ``distance_upper`` for posterior draws, the ``prob`` credible band)."""
-        point = self.median() if self.sample_shape else self
-        r, (k, d) = self.refs.shape[0], self.directions.shape
-        cols: dict[str, np.ndarray] = {}
-        for j in range(d):
-            cols[f"ref_{j}"] = np.repeat(self.refs[:, j], k)
-        for j in range(d):
-            cols[f"dir_{j}"] = np.tile(self.directions[:, j], r)
-        cols["distance"] = point.distances.reshape(-1)
-        if self.sample_shape:
-            lo, _, hi = self.band(prob)
-            cols["distance_lower"] = lo.reshape(-1)
-            cols["distance_upper"] = hi.reshape(-1)
-        pts = point.points.reshape(-1, d)
-        for j in range(d):
-            cols[f"point_{j}"] = pts[:, j]
-        cols["reached"] = point.reached.reshape(-1).astype(np.int64)
-        cols["monotone"] = point.monotone.reshape(-1).astype(np.int64)
-        return cols
-
-    def to_csv(self, path: str | os.PathLike, *, points: bool = False, prob: float = 0.9) -> None:
-        """Write :meth:`table` (or :meth:`points_table` if ``points``) as CSV, full precision."""
-        write_columns(path, self.points_table(prob) if points else self.table(prob))
 
 
 @functools.lru_cache(maxsize=16)
@@ -736,4 +398,3 @@ def _curve_fn(model: WPPM, batch_size: int):
                            batch_size=batch_size)
 
     return run
-
