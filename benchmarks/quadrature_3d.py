@@ -6,9 +6,9 @@ Methods (all float32, batched):
   ``pp.Oddity(method="mc", num_samples=M, bandwidth=bw, fixed_noise=True)``. Its error
   is the noise of one fixed draw plus the bias of the logistic smoothing.
 * ``GH a x b x h^3``: the DESIGN 2b construction
-  (:func:`psyphy_pp.quadrature3d.oddity_prob_gauss_hermite_3d`).
+  (:func:`psyphy_pp.oddity.quadrature3d.oddity_prob_gauss_hermite_3d`).
 * ``polar ...``: six-dimensional polar coordinates with the radial integral in closed
-  form (:func:`psyphy_pp.quadrature3d.oddity_prob_polar_3d`), node counts
+  form (:func:`psyphy_pp.oddity.quadrature3d.oddity_prob_polar_3d`), node counts
   ``n_pol x n_azi x f_pol x f_azi x psi``.
 
 Accuracy is measured on 30 random configurations (S0, S1, r, c) cycling through six
@@ -48,8 +48,8 @@ import numpy as np  # noqa: E402
 
 import psyphy_pp as pp  # noqa: E402
 from psyphy_pp._jit import compiler_options  # noqa: E402
-from psyphy_pp.likelihood import PROB_EPS  # noqa: E402
-from psyphy_pp.quadrature3d import (  # noqa: E402
+from psyphy_pp.oddity import PROB_EPS  # noqa: E402
+from psyphy_pp.oddity.quadrature3d import (  # noqa: E402
     oddity_prob_gauss_hermite_3d,
     oddity_prob_polar_3d,
 )

@@ -1,4 +1,4 @@
-"""Accuracy and cost of the 2D oddity quadratures (psyphy_pp.quadrature) per node count.
+"""Accuracy and cost of the 2D oddity quadratures (psyphy_pp.oddity.quadrature2d) per node count.
 
 For each node setting of the Gauss-Hermite rule (``oddity_prob_quadrature``, angles x
 Hermite x Hermite) and of the semi-analytic rule (``oddity_prob_semianalytic``,
@@ -41,7 +41,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from psyphy_pp.quadrature import (  # noqa: E402
+from psyphy_pp.oddity.quadrature2d import (  # noqa: E402
     oddity_prob_quadrature,
     oddity_prob_semianalytic,
 )

@@ -21,11 +21,11 @@ from psyphy_pp.inference import ConvergenceWarning as ConvergenceWarning
 from psyphy_pp.inference import FitDivergedError as FitDivergedError
 from psyphy_pp.inference import MapResult as MapResult
 from psyphy_pp.inference import fit_map as fit_map
-from psyphy_pp.likelihood import Oddity as Oddity
 from psyphy_pp.model import WPPM as WPPM
 from psyphy_pp.normalization import Normalization as Normalization
 from psyphy_pp.nuts import NutsResult as NutsResult
 from psyphy_pp.nuts import fit_nuts as fit_nuts
+from psyphy_pp.oddity import Oddity as Oddity
 from psyphy_pp.scratch import fit_map_scratch as fit_map_scratch
 from psyphy_pp.sharding import trial_sharding as trial_sharding
 from psyphy_pp.simulate import simulate as simulate

@@ -207,8 +207,8 @@ def _normalization(args: argparse.Namespace) -> Any:
 
 def _model(args: argparse.Namespace, input_dim: int) -> Any:
     from psyphy_pp.defaults import QUADRATURE_DIMS, likelihood_method
-    from psyphy_pp.likelihood import Oddity
     from psyphy_pp.model import WPPM
+    from psyphy_pp.oddity import Oddity
 
     method = args.likelihood
     if method == "quadrature" and input_dim not in QUADRATURE_DIMS:

@@ -31,9 +31,9 @@ import numpy as np
 
 from psyphy_pp._typing import Params
 from psyphy_pp.data import TrialData
-from psyphy_pp.likelihood import Oddity
 from psyphy_pp.model import SITE_W, WPPM
 from psyphy_pp.normalization import Normalization
+from psyphy_pp.oddity import Oddity
 from psyphy_pp.results import as_fit_result
 
 #: Name of the file format, stored in every fit file.

@@ -65,8 +65,8 @@ from psyphy_pp._validation import check_choice, check_nonnegative, check_positiv
 from psyphy_pp._warnings import PsyphyWarning
 from psyphy_pp.data import TrialData
 from psyphy_pp.inference import check_model_and_data, place_data
-from psyphy_pp.likelihood import Oddity
 from psyphy_pp.model import SITE_W, WPPM
+from psyphy_pp.oddity import Oddity
 from psyphy_pp.sharding import DevicesLike, trial_sharding
 
 logger = logging.getLogger(__name__)

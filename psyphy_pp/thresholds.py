@@ -72,8 +72,8 @@ from psyphy_pp._typing import ArrayLike, Params
 from psyphy_pp._validation import check_positive, check_stimuli
 from psyphy_pp.designs import box_distances
 from psyphy_pp.ellipses import Ellipses, fit_ellipses
-from psyphy_pp.likelihood import Oddity
 from psyphy_pp.model import SITE_W, WPPM
+from psyphy_pp.oddity import Oddity
 from psyphy_pp.threshold_table import DEFAULT_TARGET, Thresholds
 
 #: Trials evaluated at once per draw (bounds the memory of ``lax.map`` batches).

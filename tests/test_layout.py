@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "psyphy_pp"
-MODULES = sorted(PACKAGE.glob("*.py"))
+MODULES = sorted(PACKAGE.rglob("*.py"))
 
 
 def _private(name: str) -> bool:
     return name.startswith("_") and not name.startswith("__")
 
 
-@pytest.mark.parametrize("path", MODULES, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(PACKAGE)))
 def test_no_module_uses_another_modules_private_names(path):
     """Shared helpers live in private *modules* (``_linalg``, ``_nodes``, ...) under
     public names; no module reaches for a private name of another module."""
@@ -41,7 +41,7 @@ def test_no_module_uses_another_modules_private_names(path):
 
 
 @pytest.mark.parametrize("path", [p for p in MODULES if not p.name.startswith("_")],
-                         ids=lambda p: p.name)
+                         ids=lambda p: str(p.relative_to(PACKAGE)))
 def test_public_module_opens_with_docstring_and_declares_all(path):
     tree = ast.parse(path.read_text(encoding="utf-8"))
     assert ast.get_docstring(tree), f"{path.name} has no module docstring"

@@ -91,7 +91,8 @@ def test_mc_logits_floor_keeps_values_and_gradients_finite():
 
 def test_mc_gradient_equals_autodiff_x64(x64, rng):
     """The hand-written single-pass gradient equals reverse-mode autodiff of the estimator."""
-    from psyphy_pp.likelihood import _mc_sweep, _whitened_factors
+    from psyphy_pp.oddity.montecarlo import _mc_sweep
+    from psyphy_pp.oddity.whitening import whiten
 
     for dim in (2, 3):
         S0, S1, r, c = _random_config(rng, dim)
@@ -105,7 +106,7 @@ def test_mc_gradient_equals_autodiff_x64(x64, rng):
             return jnp.sum(weights * est(S0, S1, delta))
 
         custom = lambda S0, S1, d: oddity_logits_mc(S0, S1, d, noise, 0.05)
-        plain = lambda S0, S1, d: _mc_sweep(*_whitened_factors(S0, S1, d), noise, 0.05)[0]
+        plain = lambda S0, S1, d: _mc_sweep(*whiten(S0, S1, d)[3:], noise, 0.05)[0]
         g_custom = jax.grad(lambda *a: total(custom, *a), (0, 1, 2))(S0b, S1b, delta)
         g_plain = jax.grad(lambda *a: total(plain, *a), (0, 1, 2))(S0b, S1b, delta)
         for a, b in zip(g_custom, g_plain):
