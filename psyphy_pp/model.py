@@ -11,7 +11,6 @@ from __future__ import annotations
 
 __all__ = ["WPPM", "SITE_W", "SITE_Y"]
 
-import dataclasses
 from dataclasses import dataclass, field
 
 import jax
@@ -19,14 +18,18 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro
 import numpyro.distributions as dist
-from jax.sharding import PartitionSpec
 
 from psyphy_pp import field as _field
-from psyphy_pp._jit import jit
 from psyphy_pp._typing import Array, ArrayLike, Params, PRNGKey
 from psyphy_pp._validation import check_nonnegative, check_positive, check_stimuli, is_concrete
-from psyphy_pp.likelihood import Oddity
-from psyphy_pp.sharding import TRIAL_AXIS, DevicesLike, TrialSharding, place_trials, trial_sharding
+from psyphy_pp.oddity import Oddity
+from psyphy_pp.sharding import (
+    DevicesLike,
+    TrialSharding,
+    place_trials,
+    run_on_trials,
+    trial_sharding,
+)
 
 #: Name of the weight sample site (``AutoDelta`` calls its parameter ``W_auto_loc``).
 SITE_W = "W"
@@ -158,12 +161,11 @@ class WPPM:
         sharding = None if devices is None else trial_sharding(devices)
         if sharding is not None and concrete:
             placed = place_trials(sharding, r, c, dtype=W.dtype)
-            z = _sharded_logits_jit(
-                self, sharding, sharding.replicate(W), placed.refs, placed.comparisons, key
-            )
+            z = self._placed_logits(sharding.replicate(W), placed.refs, placed.comparisons,
+                                    key, sharding)
             return z[: placed.num_trials]
-        args = (W, jnp.asarray(refs, W.dtype), jnp.asarray(comparisons, W.dtype), key)
-        return self._placed_logits(*args, sharding)
+        return self._placed_logits(
+            W, jnp.asarray(refs, W.dtype), jnp.asarray(comparisons, W.dtype), key, sharding)
 
     def prob_correct(
         self,
@@ -255,13 +257,20 @@ class WPPM:
         sharding: TrialSharding | None,
     ) -> Array:
         """Logits of validated trial arrays, already padded and placed for ``sharding``."""
-        args = (W, refs, comparisons, key)
-        concrete = all(is_concrete(a) for a in args)
-        if sharding is None:
-            return _logits_jit(self, *args) if concrete else _logits(self, *args)
-        if concrete:
-            return _sharded_logits_jit(self, sharding, *args)
-        return _sharded_logits(self, sharding, *args)
+        return run_on_trials(
+            self._trial_logits, sharding, W, refs, comparisons, self.task.noise_key(key),
+            block_size=self.task.block_size(self.input_dim),
+            fixed_block=self.task.chunk_size is not None,
+        )
+
+    def _trial_logits(
+        self, W: Array, refs: Array, comparisons: Array, key: PRNGKey | None,
+        trial_index: Array | None = None, block_size: int | None = None,
+    ) -> Array:
+        """The core of :meth:`logits`: the field at both stimuli, then the task."""
+        S = _field.covariance(W, jnp.stack([refs, comparisons]), self.diag_term)
+        return self.task.logits(S[0], S[1], refs - comparisons, key, trial_index,
+                                block_size=block_size)
 
     def weights(self, params: Params) -> Array:
         """``params["W"]`` as an array, after checking it has :attr:`weights_shape`.
@@ -297,64 +306,3 @@ class WPPM:
                 f"{', '.join(map(str, ws))}) for draws), got {tuple(W.shape)}"
             )
         return W, tuple(W.shape[: W.ndim - len(ws)])
-
-
-def _logits(
-    model: WPPM, W: Array, refs: Array, comparisons: Array, key: PRNGKey | None,
-    trial_index: Array | None = None,
-) -> Array:
-    """The core of :meth:`WPPM.logits` (inputs already validated)."""
-    S = _field.covariance(W, jnp.stack([refs, comparisons]), model.diag_term)
-    return model.task.logits(S[0], S[1], refs - comparisons, key, trial_index)
-
-
-_logits_jit = jit(_logits, static_argnums=0)
-
-
-def _sharded_logits(
-    model: WPPM, sharding: TrialSharding, W: Array, refs: Array, comparisons: Array,
-    key: PRNGKey | None,
-) -> Array:
-    """:func:`_logits` with the trial axis sharded over ``sharding.mesh``.
-
-    The task evaluates its trials block by block (``jax.lax.map``), a sequential
-    loop that XLA cannot split across devices. So:
-
-    * when each device holds at most one block of trials, the task sees the
-      global arrays with the block widened to all of them, and XLA partitions
-      the trial axis itself (cheap to compile);
-    * otherwise each device runs the task's block loop on its own shard
-      (``jax.shard_map``), passing the shard's global trial indices, so that a
-      Monte Carlo trial's noise is the same on any number of devices.
-    """
-    n = refs.shape[0]
-    sharding.check_trials(n)
-    task = model.task
-    block = task.block_size(refs.shape[-1])
-    if n > block and n // sharding.num_devices <= block and task.chunk_size is None:
-        model = dataclasses.replace(model, task=dataclasses.replace(task, chunk_size=n))
-    elif n > block:
-        trials = PartitionSpec(TRIAL_AXIS)
-
-        def shard(W, r, c, key):
-            local = r.shape[0]
-            index = jax.lax.axis_index(TRIAL_AXIS) * local + jnp.arange(local)
-            return _logits(model, W, r, c, key, index)
-
-        key = task.noise_key(key)
-        if key is None:  # a deterministic task: nothing to pass
-            per_shard = jax.shard_map(
-                lambda W, r, c: shard(W, r, c, None), mesh=sharding.mesh,
-                in_specs=(PartitionSpec(), trials, trials), out_specs=trials,
-            )
-            return per_shard(W, refs, comparisons)
-        per_shard = jax.shard_map(
-            shard, mesh=sharding.mesh,
-            in_specs=(PartitionSpec(), trials, trials, PartitionSpec()), out_specs=trials,
-        )
-        return per_shard(W, refs, comparisons, key)
-    z = _logits(model, W, sharding.constrain(refs), sharding.constrain(comparisons), key)
-    return sharding.constrain(z)
-
-
-_sharded_logits_jit = jit(_sharded_logits, static_argnums=(0, 1))

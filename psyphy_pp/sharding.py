@@ -31,10 +31,18 @@ global data set is the concatenation of the slices in process order (see the
 
 from __future__ import annotations
 
-__all__ = ["TRIAL_AXIS", "TrialSharding", "TrialArrays", "trial_sharding", "pad_trials", "place_trials"]
+__all__ = [
+    "TRIAL_AXIS",
+    "TrialSharding",
+    "TrialArrays",
+    "trial_sharding",
+    "pad_trials",
+    "place_trials",
+    "run_on_trials",
+]
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -43,7 +51,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from psyphy_pp._typing import Array
+from psyphy_pp._jit import jit
+from psyphy_pp._padding import padded_index
+from psyphy_pp._typing import Array, PRNGKey
+from psyphy_pp._validation import is_concrete
 
 #: Name of the mesh axis over which trials are sharded.
 TRIAL_AXIS = "trials"
@@ -163,7 +174,8 @@ def trial_sharding(devices: DevicesLike = None) -> TrialSharding | None:
 def pad_trials(arrays: Sequence[np.ndarray], multiple: int) -> tuple[list[np.ndarray], np.ndarray]:
     """Pad trial arrays to a length divisible by ``multiple``; padding goes last.
 
-    The padding rows copy trial 0 (a valid stimulus whose likelihood is finite);
+    The padding rows copy trial 0 (a valid stimulus whose likelihood is finite),
+    the one padding of the package (the likelihood pads its blocks the same way);
     the returned mask is True for the real trials, which keep their indices.
 
     Args:
@@ -179,17 +191,14 @@ def pad_trials(arrays: Sequence[np.ndarray], multiple: int) -> tuple[list[np.nda
         ([0.0, 1.0, 2.0, 3.0, 4.0, 0.0, 0.0, 0.0], [True, True, True, True, True, False, False, False])
     """
     n = len(arrays[0])
-    if n < 1:
-        raise ValueError(f"pad_trials needs at least one trial, got {n}")
-    padded_len = math.ceil(n / multiple) * multiple
+    take = padded_index(n, multiple)
     out = []
     for a in arrays:
         a = np.asarray(a)
         if len(a) != n:
             raise ValueError(f"all trial arrays must have length {n}, got {len(a)}")
-        fill = np.broadcast_to(a[:1], (padded_len - n,) + a.shape[1:])
-        out.append(np.concatenate([a, fill]))
-    return out, np.arange(padded_len) < n
+        out.append(a[take])
+    return out, np.arange(len(take)) < n
 
 
 class TrialArrays(NamedTuple):
@@ -263,3 +272,85 @@ def place_trials(
         num_trials = int(counts.sum())
     return TrialArrays(placed[0], placed[1], placed[2] if responses is not None else None,
                        placed[-1], num_trials)
+
+
+#: ``logits(W, refs, comparisons, key, trial_index, block_size)`` of a model.
+LogitsFn = Callable[..., Array]
+
+
+def run_on_trials(
+    logits: LogitsFn,
+    sharding: TrialSharding | None,
+    W: Array,
+    refs: Array,
+    comparisons: Array,
+    key: PRNGKey | None,
+    *,
+    block_size: int,
+    fixed_block: bool = False,
+) -> Array:
+    """Evaluate ``logits`` on trial arrays placed for ``sharding``; jitted on concrete inputs.
+
+    Args:
+        logits: ``logits(W, refs, comparisons, key, trial_index=None, block_size=None)``,
+            hashable (a bound method of a frozen model): it is a static argument of
+            the compiled function.
+        sharding: From :func:`trial_sharding`; None runs ``logits`` as it is.
+        W: The weights (replicated).
+        refs: Reference stimuli ``(N, D)``, placed (:func:`place_trials`).
+        comparisons: Comparison stimuli ``(N, D)``, placed.
+        key: The noise key the task uses (None for a deterministic task).
+        block_size: Trials the task evaluates at once.
+        fixed_block: True when the user chose ``block_size``; it is then kept.
+
+    Returns:
+        The logits, shape ``(N,)``, sharded like ``refs``.
+    """
+    args = (W, refs, comparisons, key)
+    run = _run_jit if all(is_concrete(a) for a in args) else _run
+    return run(logits, sharding, *args, block_size=block_size, fixed_block=fixed_block)
+
+
+def _run(
+    logits: LogitsFn, sharding: TrialSharding | None, W: Array, refs: Array,
+    comparisons: Array, key: PRNGKey | None, *, block_size: int, fixed_block: bool,
+) -> Array:
+    """:func:`run_on_trials`, not jitted.
+
+    The task evaluates its trials block by block (``jax.lax.map``), a sequential
+    loop that XLA cannot split across devices. So:
+
+    * when each device holds at most one block of trials, the task sees the
+      global arrays as one block, and XLA partitions the trial axis itself
+      (cheap to compile);
+    * otherwise each device runs the task's block loop on its own shard
+      (``jax.shard_map``), passing the shard's global trial indices, so that a
+      Monte Carlo trial's noise is the same on any number of devices.
+    """
+    if sharding is None:
+        return logits(W, refs, comparisons, key)
+    n = refs.shape[0]
+    sharding.check_trials(n)
+    if n <= block_size or (n // sharding.num_devices <= block_size and not fixed_block):
+        z = logits(W, sharding.constrain(refs), sharding.constrain(comparisons), key,
+                   block_size=n)
+        return sharding.constrain(z)
+    trials = PartitionSpec(TRIAL_AXIS)
+
+    def shard(W: Array, r: Array, c: Array, key: PRNGKey | None) -> Array:
+        local = r.shape[0]
+        index = jax.lax.axis_index(TRIAL_AXIS) * local + jnp.arange(local)
+        return logits(W, r, c, key, index)
+
+    if key is None:  # a deterministic task: nothing to pass
+        return jax.shard_map(
+            lambda W, r, c: shard(W, r, c, None), mesh=sharding.mesh,
+            in_specs=(PartitionSpec(), trials, trials), out_specs=trials,
+        )(W, refs, comparisons)
+    return jax.shard_map(
+        shard, mesh=sharding.mesh,
+        in_specs=(PartitionSpec(), trials, trials, PartitionSpec()), out_specs=trials,
+    )(W, refs, comparisons, key)
+
+
+_run_jit = jit(_run, static_argnums=(0, 1), static_argnames=("block_size", "fixed_block"))
