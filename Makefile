@@ -28,7 +28,7 @@ lint: $(STAMP)
 	$(PY) -m ruff check psyphy_pp
 	$(PY) -m mypy
 
-# The checks make test leaves out for time (about 12 min on 2 cores).
+# The checks make test leaves out for time (marker study; about 20 min on 2 cores).
 test-studies: $(STAMP)
 	$(PY) -m pytest -q -ra --durations=15 -m study
 

@@ -3,12 +3,15 @@
 tests/test_sharding.py starts this module with
 ``XLA_FLAGS=--xla_force_host_platform_device_count=4`` (the flag must be set
 before JAX starts, so the checks cannot run in the test process). It prints one
-JSON object of measurements; the assertions are in the test.
+JSON object of measurements; the assertions are in the test. With the argument
+``fits`` it also runs the fits (MAP, default MAP, NUTS) on four devices, a study
+(minutes on 2 cores).
 """
 
 from __future__ import annotations
 
 import json
+import sys
 import time
 
 
@@ -108,8 +111,27 @@ def main() -> None:
         out[name]["mask_grad_diff"] = float(jnp.max(jnp.abs(gg["W"] - ga["W"])))
 
     lap("loss_and_grad")
-    # 3. short MAP fits, both loops, Monte Carlo noise: same losses and params
+    # 4. prob_correct: default (all devices) vs one device
     model, truth, data = _data(pp.Oddity(method="mc", num_samples=16, bandwidth=0.1))
+    p4 = model.prob_correct(truth, data.refs, data.comparisons, key)
+    p1 = model.prob_correct(truth, data.refs, data.comparisons, key, devices=1)
+    out["prob_correct"] = {"shape": list(p4.shape), "max_diff": float(jnp.max(jnp.abs(p4 - p1)))}
+
+    # 6. bad settings fail before compiling, naming the argument
+    errors = {}
+    for label, devices in [("too_many", 5), ("zero", 0),
+                           ("axis", Mesh(np.array(jax.devices()), ("batch",)))]:
+        try:
+            pp.fit_map(model, data, num_steps=1, progress_bar=False, devices=devices)
+            errors[label] = None
+        except ValueError as err:
+            errors[label] = str(err)
+    out["errors"] = errors
+    if "fits" not in sys.argv[1:]:
+        print(json.dumps(out))
+        return
+
+    # 3. short MAP fits, both loops, Monte Carlo noise: same losses and params
     for fit in (pp.fit_map, pp.fit_map_scratch):
         runs = [fit(model, data, num_steps=5, progress_bar=False, devices=d) for d in (1, None)]
         out[fit.__name__] = {  # devices=None: every device
@@ -131,11 +153,6 @@ def main() -> None:
         "Sigma": [np.asarray(model_d.covariance(r.params, grid)).tolist() for r in runs],
     }
     lap("default_fit")
-    # 4. prob_correct: default (all devices) vs one device
-    p4 = model.prob_correct(truth, data.refs, data.comparisons, key)
-    p1 = model.prob_correct(truth, data.refs, data.comparisons, key, devices=1)
-    out["prob_correct"] = {"shape": list(p4.shape), "max_diff": float(jnp.max(jnp.abs(p4 - p1)))}
-
     # 5. NUTS: parallel chains when devices >= chains, trial sharding otherwise
     small = dataclasses.replace(model, basis_degree=1, task=pp.Oddity(method="quadrature"))
     tiny = pp.TrialData(data.refs[:30], data.comparisons[:30], data.responses[:30])
@@ -149,16 +166,6 @@ def main() -> None:
     }
 
     lap("nuts")
-    # 6. bad settings fail before compiling, naming the argument
-    errors = {}
-    for label, devices in [("too_many", 5), ("zero", 0),
-                           ("axis", Mesh(np.array(jax.devices()), ("batch",)))]:
-        try:
-            pp.fit_map(model, data, num_steps=1, progress_bar=False, devices=devices)
-            errors[label] = None
-        except ValueError as err:
-            errors[label] = str(err)
-    out["errors"] = errors
     print(json.dumps(out))
 
 

@@ -131,7 +131,7 @@ def test_missing_files_and_usage_errors(tmp_path, capsys):
     one_line_error(capsys)
 
 
-@pytest.mark.slow
+@pytest.mark.study  # 60-100 s on 2 cores: make test-studies
 def test_fit_nuts_writes_posterior_and_bands(simulated, capsys):
     if not hasattr(pp, "fit_nuts"):
         pytest.skip("psyphy_pp.fit_nuts is not available")

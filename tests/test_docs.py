@@ -31,7 +31,7 @@ INCLUDE = re.compile(r"""^\s*-{1,}8<-{1,}\s+(["'])(?P<target>[^"']+)\1\s*$""")
 SECTION_NAME = re.compile(r"^[a-z][-_0-9a-z]*$", re.IGNORECASE)
 IMAGE = re.compile(r"!\[[^\]]*\]\((?P<src>[^)\s]+)")
 DIRECTIVE = re.compile(r"^:::\s+(?P<path>[\w.]+)\s*$")
-DOC_TEST = "<!-- doc-test -->"
+DOC_TEST = re.compile(r"<!-- doc-test(?P<study> study)? -->")
 
 
 def _rel(path: Path) -> str:
@@ -97,8 +97,10 @@ def _api_blocks() -> dict[str, tuple[str, list[str] | None]]:
 
 
 def _public_modules() -> list[str]:
-    return sorted(f"psyphy_pp.{p.stem}" for p in (ROOT / "psyphy_pp").glob("*.py")
-                  if not p.stem.startswith("_"))
+    package = ROOT / "psyphy_pp"
+    names = [".".join(p.relative_to(ROOT).with_suffix("").parts) for p in package.rglob("*.py")]
+    names = [n.removesuffix(".__init__") for n in names]
+    return sorted(n for n in names if n != "psyphy_pp" and not n.split(".")[-1].startswith("_"))
 
 
 def test_docs_have_includes():
@@ -178,13 +180,16 @@ def test_public_name_in_api_reference(name):
     pytest.fail(f"psyphy_pp.{name} is not documented in any page of docs/api/")
 
 
-def _doc_tests() -> list[tuple[str, str]]:
+def _doc_tests() -> list:
+    """Blocks marked ``<!-- doc-test -->``; ``<!-- doc-test study -->`` blocks are
+    left to ``make test-studies`` (marker ``study``)."""
     found = []
     for page in PAGES:
         text = page.read_text()
-        for m in re.finditer(re.escape(DOC_TEST) + r"\s*\n```python[^\n]*\n(?P<code>.*?)\n```",
+        for m in re.finditer(DOC_TEST.pattern + r"\s*\n```python[^\n]*\n(?P<code>.*?)\n```",
                              text, re.DOTALL):
-            found.append((_rel(page), m["code"]))
+            marks = [pytest.mark.study] if m["study"] else []
+            found.append(pytest.param(_rel(page), m["code"], marks=marks))
     return found
 
 
@@ -198,7 +203,7 @@ def test_doc_code_block_runs(page, code, tmp_path):
     assert out.returncode == 0, f"a doc-test block of {page} failed:\n{out.stderr}"
 
 
-@pytest.mark.slow
+@pytest.mark.study  # about 2 min on 2 cores: make test-studies (make figures runs it)
 def test_figure_script_runs(tmp_path):
     out = subprocess.run(
         [sys.executable, str(DOCS / "scripts" / "loop_agreement.py"), "--grid-size", "2",

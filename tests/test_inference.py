@@ -25,6 +25,7 @@ def _equivalence_problem():
     return make_problem(pp.Oddity(method="mc", num_samples=100, bandwidth=0.1))
 
 
+@pytest.mark.study  # 60-90 s; the float64 test below makes the same check in make test
 def test_svi_and_scratch_follow_the_same_trajectory():
     model, _, data = _equivalence_problem()
     a = pp.fit_map(model, data, **FIT)
@@ -159,7 +160,10 @@ def test_default_model_uses_the_quadrature_and_lbfgs(p_small):
     assert fit.settings["optimizer"] == "lbfgs()"
 
 
-@pytest.mark.parametrize("size", ["p_small", "3000_trials"])
+@pytest.mark.parametrize("size", [
+    "p_small",
+    pytest.param("3000_trials", marks=pytest.mark.study),  # 60-90 s: make test-studies
+])
 def test_default_svi_and_scratch_reach_the_same_map(size):
     """Both loops, default settings, a whole default fit: converged, and the same MAP.
 

@@ -109,13 +109,24 @@ def test_numpyro_model_mask_gives_padding_zero_weight(p_small):
 
 
 # -- four emulated devices (a subprocess) -----------------------------------------------
-@pytest.fixture(scope="module")
-def four_devices():
+def _run_worker(*args):
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
-    out = subprocess.run([sys.executable, str(ROOT / "tests" / "_sharding_worker.py")],
-                         capture_output=True, text=True, timeout=600, env=env, cwd=ROOT)
+    out = subprocess.run([sys.executable, str(ROOT / "tests" / "_sharding_worker.py"), *args],
+                         capture_output=True, text=True, timeout=900, env=env, cwd=ROOT)
     assert out.returncode == 0, out.stderr[-4000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def four_devices():
+    """Losses, gradients, padding, prob_correct and errors on four devices."""
+    return _run_worker()
+
+
+@pytest.fixture(scope="module")
+def four_device_fits():
+    """The same, plus fits on four devices: MAP, the default MAP, NUTS (a study)."""
+    return _run_worker("fits")
 
 
 def _assert_grads_agree(grads, rtol):
@@ -165,15 +176,17 @@ def test_padding_contributes_exactly_zero(four_devices, name):
 
 
 @pytest.mark.parametrize("fit", ["fit_map", "fit_map_scratch"])
-def test_short_fit_gives_the_same_params_on_four_devices(four_devices, fit):
-    r = four_devices[fit]
+@pytest.mark.study  # the fits take minutes: make test-studies
+def test_short_fit_gives_the_same_params_on_four_devices(four_device_fits, fit):
+    r = four_device_fits[fit]
     assert r["num_devices"] == [1, 4]  # devices=1, devices=None (every device)
     np.testing.assert_allclose(r["losses"][1], r["losses"][0], rtol=1e-5)
     W1, W4 = np.asarray(r["W"][0]), np.asarray(r["W"][1])
     np.testing.assert_allclose(W4, W1, rtol=1e-4, atol=1e-5 * np.max(np.abs(W1)))
 
 
-def test_default_fit_agrees_on_one_and_four_devices(four_devices):
+@pytest.mark.study  # the fits take minutes: make test-studies
+def test_default_fit_agrees_on_one_and_four_devices(four_device_fits):
     """Issue 12: a whole default fit_map on 1 and on 4 devices ends at the same MAP.
 
     Both runs must converge. W is compared after aligning the rotation gauge
@@ -183,7 +196,7 @@ def test_default_fit_agrees_on_one_and_four_devices(four_devices):
     """
     from psyphy_pp.diagnostics import align_gauge
 
-    out = four_devices["default_fit"]
+    out = four_device_fits["default_fit"]
     assert out["converged"] == [True, True]
     assert out["num_devices"] == [1, 4]
     W1, W4 = (np.asarray(w) for w in out["W"])
@@ -197,8 +210,9 @@ def test_prob_correct_sharded_by_default(four_devices):
     assert four_devices["prob_correct"]["max_diff"] < 1e-5
 
 
-def test_nuts_parallel_chains_or_sharded_trials(four_devices):
-    r = four_devices["nuts"]
+@pytest.mark.study  # the fits take minutes: make test-studies
+def test_nuts_parallel_chains_or_sharded_trials(four_device_fits):
+    r = four_device_fits["nuts"]
     assert r["parallel"] == ["parallel", 1]  # 2 chains on 4 devices
     assert r["sharded"] == ["sequential", 4]  # 1 chain: trials over 4 devices
     assert r["finite"]
