@@ -12,6 +12,10 @@ A fit file is a NumPy ``.npz`` archive (read without pickles) holding:
   (including the likelihood task), the normalisation from the user's units, and
   the fit settings.
 
+:func:`save_fit` writes the file in one step (a temporary file next to it,
+then a rename), so an interrupted save leaves no partial file, and it refuses
+to replace an existing file unless asked to (``overwrite=True``).
+
 :func:`load_fit` refuses files of another format version with an
 :class:`IncompatibleFitError` that names both versions.
 """
@@ -29,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from psyphy_pp._files import atomic_path
 from psyphy_pp._typing import Params
 from psyphy_pp.data import TrialData
 from psyphy_pp.model import SITE_W, WPPM
@@ -201,8 +206,13 @@ def save_fit(
     *,
     normalization: Normalization | None = None,
     include_data: bool = True,
+    overwrite: bool = False,
 ) -> None:
     """Write a fit to ``path`` (an ``.npz`` archive; see the module docstring).
+
+    The file is written under exactly the name given (no ``.npz`` is added),
+    in one step: if writing fails, no partial file is left and an existing
+    file is untouched.
 
     Args:
         path: The file to write.
@@ -210,9 +220,11 @@ def save_fit(
             :func:`~psyphy_pp.fit_nuts`, or a :class:`SavedFit`.
         normalization: The map from the user's units (default: the data's).
         include_data: Also store the trials.
+        overwrite: Replace ``path`` if it exists.
 
     Raises:
         ValueError: If ``result`` is none of the above.
+        FileExistsError: If ``path`` exists and ``overwrite`` is False.
 
     Examples:
         >>> import jax, os, tempfile, psyphy_pp as pp
@@ -223,6 +235,11 @@ def save_fit(
         >>> pp.save_fit(path, fit)
         >>> pp.load_fit(path).model == model
         True
+        >>> pp.save_fit(path, fit)
+        Traceback (most recent call last):
+        ...
+        FileExistsError: .../fit.npz already exists; pass overwrite=True to replace it
+        >>> pp.save_fit(path, fit, overwrite=True)
         >>> tmp.cleanup()
     """
     fit = SavedFit.from_result(result, normalization=normalization)
@@ -247,7 +264,7 @@ def save_fit(
         arrays["responses"] = fit.data.responses
         for key, values in fit.data.metadata.items():
             arrays[f"meta:{key}"] = values
-    with open(path, "wb") as f:
+    with atomic_path(path, overwrite) as part, open(part, "wb") as f:
         np.savez(f, **arrays)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from types import SimpleNamespace
 
 import jax
@@ -111,3 +112,42 @@ def test_saved_fit_checks_its_parts():
         pp.SavedFit(model, {"W": W}, kind="map")
     with pytest.raises(ValueError, match="result must be a MapResult"):
         pp.save_fit("unused.npz", object())
+
+
+# --- writing: no silent overwrite, no half-written file -----------------------------------
+
+def test_save_refuses_an_existing_file_unless_overwrite(tiny_fit, tmp_path):
+    path = tmp_path / "fit.npz"
+    pp.save_fit(path, tiny_fit)
+    before = path.read_bytes()
+    with pytest.raises(FileExistsError, match=rf"^{re.escape(str(path))} already exists; "
+                                              r"pass overwrite=True to replace it$"):
+        pp.save_fit(path, tiny_fit, include_data=False)
+    assert path.read_bytes() == before
+    pp.save_fit(path, tiny_fit, include_data=False, overwrite=True)
+    assert pp.load_fit(path).data is None
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fit.npz"]
+
+
+def test_save_keeps_the_name_it_is_given(tiny_fit, tmp_path):
+    pp.save_fit(tmp_path / "fit.result", tiny_fit)  # np.savez alone would add .npz
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fit.result"]
+    assert pp.load_fit(tmp_path / "fit.result").model == tiny_fit.model
+
+
+def test_a_failed_save_leaves_the_old_file_and_no_partial_file(tiny_fit, tmp_path, monkeypatch):
+    path = tmp_path / "fit.npz"
+    pp.save_fit(path, tiny_fit)
+    before = path.read_bytes()
+
+    def crash(file, **arrays):
+        file.write(b"PK\x03\x04 half a file")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(np, "savez", crash)
+    with pytest.raises(OSError, match="disk full"):
+        pp.save_fit(path, tiny_fit, overwrite=True)
+    with pytest.raises(OSError, match="disk full"):
+        pp.save_fit(tmp_path / "new.npz", tiny_fit)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fit.npz"]
