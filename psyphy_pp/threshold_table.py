@@ -7,6 +7,13 @@ fitted through the threshold points. It summarises posterior draws (credible
 bands, the median), maps everything to the user's units of a
 :class:`~psyphy_pp.Normalization`, and writes one row per reference (or per
 reference and direction) as a table or CSV file.
+
+Each reference's row says whether its ellipse can be trusted: ``ellipse_ok`` is
+0, and ``ellipse_reason`` says why, when fewer than half of the directions
+reached the target inside the box, when the least-squares conic is not an
+ellipse, or when a half-axis is longer than the model box is wide (2 model
+units); see :mod:`psyphy_pp.ellipses`. The reasons are decided in model units
+and keep their wording in user units (the half-axis reason says "model units").
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ from psyphy_pp.normalization import Normalization
 DEFAULT_TARGET = 2.0 / 3.0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Thresholds:
     """Threshold distances and points along fixed directions, with fitted ellipses.
 
@@ -76,6 +83,25 @@ class Thresholds:
         """Stimulus dimension ``D``."""
         return self.refs.shape[-1]
 
+    def __repr__(self) -> str:
+        (r, k), d = self.distances.shape[-2:], self.input_dim
+        kind = (f"posterior draws {self.sample_shape}" if self.sample_shape
+                else "point estimate")
+        if self.normalization is None:
+            units = "model units"
+        else:
+            names = self.normalization.names
+            units = "user units" + (f" ({', '.join(names)})" if names else "")
+        reached = float(self.reached.mean()) if self.reached.size else 0.0
+        lines = [
+            f"Thresholds({r} references x {k} directions, input_dim {d}, "
+            f"target P(correct) {self.target:.4g}",
+            f"  {kind}, {units}",
+            f"  reached inside the box: {reached:.1%} of thresholds",
+        ]
+        lines += [f"  {part}" for part in ("ellipses " + self.ellipses.ok_summary()).split("; ")]
+        return "\n".join(lines) + ")"
+
     def _sample_axes(self) -> tuple[int, ...]:
         if not self.sample_shape:
             raise ValueError(
@@ -112,13 +138,20 @@ class Thresholds:
         """Point summary of posterior thresholds: median distance per direction.
 
         Its ellipses are fitted to the median points; ``reached`` is True where
-        the threshold was reached in at least half of the draws.
+        the threshold was reached in at least half of the draws. The fit (and
+        its ``ok`` check) is made in model units, also for thresholds in user
+        units.
         """
         _, med, _ = self.band(0.5)
         reached = self.fraction_reached() >= 0.5
         monotone = self.monotone.all(axis=self._sample_axes())
         pts = self.refs[:, None, :] + med[..., None] * self.directions
-        ell = fit_ellipses(self.refs, pts, mask=reached)
+        norm = self.normalization
+        if norm is None:
+            ell = fit_ellipses(self.refs, pts, mask=reached)
+        else:  # the conic fit is affine-equivariant; the box check needs model units
+            ell = fit_ellipses(norm.to_model(self.refs), norm.to_model(pts),
+                               mask=reached).to_user(norm)
         return dataclasses.replace(self, distances=med, reached=reached, monotone=monotone,
                                    ellipses=ell)
 
@@ -161,10 +194,13 @@ class Thresholds:
         first), ``angle_deg`` (2D only; major axis from the first stimulus axis),
         ``axisdir_i_j`` (component ``j`` of principal direction ``i``, D != 2),
         ``num_reached`` (directions reaching the target), ``monotone``,
-        ``ellipse_ok``; for posterior draws the point columns describe the
-        ellipse through the median thresholds, and ``axis_j_lower`` /
-        ``axis_j_upper`` give the ``prob`` credible band of each half-axis over
-        the per-draw ellipses.
+        ``ellipse_ok`` (1 where the ellipse can be trusted) and
+        ``ellipse_reason`` (``""`` where ok, else why not, e.g.
+        ``"4/16 directions reached the target (need 8)"``; see
+        :mod:`psyphy_pp.ellipses`); for posterior draws the point columns
+        describe the ellipse through the median thresholds, and
+        ``axis_j_lower`` / ``axis_j_upper`` give the ``prob`` credible band of
+        each half-axis over the per-draw ellipses.
         """
         point = self.median() if self.sample_shape else self
         e = point.ellipses
@@ -191,6 +227,7 @@ class Thresholds:
         cols["num_reached"] = point.reached.sum(-1).astype(np.int64)
         cols["monotone"] = point.monotone.all(-1).astype(np.int64)
         cols["ellipse_ok"] = e.ok.astype(np.int64)
+        cols["ellipse_reason"] = e.reason
         return cols
 
     def points_table(self, prob: float = 0.9) -> dict[str, np.ndarray]:
@@ -216,6 +253,18 @@ class Thresholds:
         cols["monotone"] = point.monotone.reshape(-1).astype(np.int64)
         return cols
 
-    def to_csv(self, path: str | os.PathLike, *, points: bool = False, prob: float = 0.9) -> None:
-        """Write :meth:`table` (or :meth:`points_table` if ``points``) as CSV, full precision."""
-        write_columns(path, self.points_table(prob) if points else self.table(prob))
+    def to_csv(self, path: str | os.PathLike, *, points: bool = False, prob: float = 0.9,
+               overwrite: bool = False) -> None:
+        """Write :meth:`table` (or :meth:`points_table` if ``points``) as CSV, full precision.
+
+        Args:
+            path: The CSV file to write.
+            points: Write one row per (reference, direction) instead of per reference.
+            prob: Probability mass of the credible bands (posterior draws only).
+            overwrite: Replace ``path`` if it exists.
+
+        Raises:
+            FileExistsError: If ``path`` exists and ``overwrite`` is False.
+        """
+        write_columns(path, self.points_table(prob) if points else self.table(prob),
+                      overwrite=overwrite)

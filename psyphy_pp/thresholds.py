@@ -43,8 +43,12 @@ Carlo task is replaced as :func:`threshold_task` says (the policy of
 The ellipse (ellipsoid in 3D) through the threshold points of each reference is
 fitted by :func:`~psyphy_pp.ellipses.fit_ellipses` (the least-squares conic of
 :mod:`psyphy_pp.ellipses`), and the result is a :class:`Thresholds` table
-(:mod:`psyphy_pp.threshold_table`). ``Ellipses``, ``fit_ellipses``,
-``Thresholds`` and ``DEFAULT_TARGET`` are re-exported here.
+(:mod:`psyphy_pp.threshold_table`). An ellipse is flagged (``ellipses.ok``
+False, with ``ellipses.reason``; ``ellipse_ok`` and ``ellipse_reason`` in the
+table) where fewer than half of the directions reached the target inside the
+box, where the conic is not an ellipse, or where a half-axis is longer than the
+box is wide (2 model units). ``Ellipses``, ``fit_ellipses``, ``Thresholds`` and
+``DEFAULT_TARGET`` are re-exported here.
 """
 
 from __future__ import annotations

@@ -9,7 +9,10 @@ import numpy as np
 import pytest
 
 import psyphy_pp as pp
+from psyphy_pp.designs import box_distances
 from psyphy_pp.thresholds import (
+    Ellipses,
+    Thresholds,
     _solver,
     fit_ellipses,
     threshold_directions,
@@ -301,8 +304,10 @@ def test_threshold_tables_and_csv(tmp_path):
     th.to_csv(tmp_path / "p.csv", points=True)
     header, row = (tmp_path / "t.csv").read_text().splitlines()
     assert header.split(",") == ["ref_0", "ref_1", "centre_0", "centre_1", "axis_0", "axis_1",
-                                 "angle_deg", "num_reached", "monotone", "ellipse_ok"]
+                                 "angle_deg", "num_reached", "monotone", "ellipse_ok",
+                                 "ellipse_reason"]
     assert float(row.split(",")[4]) == th.ellipses.axes[0, 0]  # full precision
+    assert row.endswith(",1,")  # ok, empty reason
     lines = (tmp_path / "p.csv").read_text().splitlines()
     assert len(lines) == 1 + 4 and lines[0].startswith("ref_0,ref_1,dir_0,dir_1,distance")
 
@@ -332,3 +337,173 @@ def test_plot_threshold_field_and_psychometric_panel():
     with pytest.raises(ValueError, match="input_dim 2"):
         plot_threshold_field(dataclasses.replace(
             point, refs=np.zeros((3, 3)), directions=np.zeros((8, 3))))
+
+
+# ----- ellipse_ok and its reason, on synthetic threshold points (no solver) -----
+
+
+def ellipse_points(a: float, b: float, k: int = 16, phi: float = 0.0) -> np.ndarray:
+    """``k`` points on the centred ellipse with half-axes ``a``, ``b`` rotated by ``phi``."""
+    t = 2 * np.pi * np.arange(k) / k
+    R = np.array([[np.cos(phi), -np.sin(phi)], [np.sin(phi), np.cos(phi)]])
+    return np.stack([a * np.cos(t), b * np.sin(t)], -1) @ R.T
+
+
+def synthetic_thresholds(refs: np.ndarray, radius: np.ndarray, k: int = 16) -> Thresholds:
+    """Thresholds of a circle of ``radius`` (shape ``(*S, R)``) around each reference,
+    cut at the box edge, as :func:`psyphy_pp.thresholds` would report them."""
+    dirs = threshold_directions(k, 2)
+    s_max = box_distances(refs, dirs)
+    wanted = np.asarray(radius)[..., None] * np.ones(k)
+    reached = wanted <= s_max
+    dist = np.minimum(wanted, s_max)
+    pts = refs[:, None, :] + dist[..., None] * dirs
+    ell = fit_ellipses(refs, pts, mask=reached)
+    return Thresholds(refs=refs, directions=dirs, distances=dist, reached=reached,
+                      monotone=np.ones_like(reached), max_distances=s_max, ellipses=ell)
+
+
+def grid_refs(n: int = 6) -> np.ndarray:
+    g = np.linspace(-1.0, 1.0, n)
+    return np.stack(np.meshgrid(g, g, indexing="ij"), -1).reshape(-1, 2)
+
+
+def test_ellipse_ok_ordinary_ellipse_has_empty_reason():
+    e = fit_ellipses(np.zeros((1, 2)), ellipse_points(0.3, 0.1, phi=0.4)[None])
+    assert e.ok.tolist() == [True] and e.reason.tolist() == [""]
+    np.testing.assert_allclose(e.axes[0], [0.3, 0.1], rtol=1e-10)
+
+
+def test_ellipse_larger_than_the_box_is_not_ok():
+    # The case of a fit with a huge learning rate: a half-axis of 4.1 model units.
+    e = fit_ellipses(np.zeros((2, 2)), np.stack([ellipse_points(4.1, 0.2, phi=0.3),
+                                                 ellipse_points(1.9, 0.2)]))
+    np.testing.assert_allclose(e.axes[:, 0], [4.1, 1.9], rtol=1e-10)  # geometry kept
+    assert e.ok.tolist() == [False, True]
+    assert e.reason.tolist() == ["half-axis 4.1 > box width 2 (model units)", ""]
+    # Just over the limit, the number still reads as more than 2.
+    just = fit_ellipses(np.zeros((1, 2)), ellipse_points(2.0004, 0.1)[None])
+    assert just.reason[0] == "half-axis 2.0004 > box width 2 (model units)"
+    # Points in other units: the box check is off.
+    assert fit_ellipses(np.zeros((1, 2)), 100 * ellipse_points(4.1, 0.2)[None],
+                        check_box=False).ok.all()
+
+
+def test_ellipse_at_a_corner_with_few_directions_reached_is_not_ok():
+    # Thresholds of 0.1 around the middle, an edge and a corner of the box, 16 directions.
+    refs = np.array([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0]])
+    th = synthetic_thresholds(refs, np.full(3, 0.1))
+    n = th.reached.sum(-1)
+    # Half the directions have room at an edge, 4 at this corner (the 2 along its
+    # edges leave the box by rounding): the case of the user's corner references.
+    assert n.tolist() == [16, 8, 4]
+    e = th.ellipses
+    assert e.ok.tolist() == [True, True, False]
+    assert e.reason.tolist() == ["", "", "4/16 directions reached the target (need 8)"]
+    np.testing.assert_allclose(e.axes[:2], 0.1, rtol=1e-10)
+    # The user's case: 4 of 16 directions, extrapolated to a half-axis of 2.8, is not
+    # ok for the count (the first reason that applies), not for the size.
+    pts = ellipse_points(2.8, 0.05)[None]
+    mask = (np.arange(16) % 4 == 0)[None]
+    few = fit_ellipses(np.zeros((1, 2)), pts, mask=mask)
+    assert few.reason.tolist() == ["4/16 directions reached the target (need 8)"]
+    # Too few points to fix a conic at all: a placeholder circle, same reason kind.
+    two = fit_ellipses(np.zeros((1, 2)), ellipse_points(0.3, 0.1)[None],
+                       mask=(np.arange(16) < 2)[None])
+    assert two.reason.tolist() == ["2/16 directions reached the target (need 8)"]
+    assert np.isfinite(two.axes).all()
+
+
+def test_ellipse_not_an_ellipse_and_nan_points():
+    # Points on a hyperbola x^2 - y^2 = 0.01: the conic is not an ellipse.
+    t = np.linspace(-1.0, 1.0, 8)
+    hyper = np.stack([0.1 * np.cosh(t) * np.sign(t + 1e-9), 0.1 * np.sinh(t)], -1)
+    e = fit_ellipses(np.zeros((1, 2)), hyper[None])
+    assert e.reason.tolist() == ["conic not an ellipse"] and np.isfinite(e.matrix).all()
+    # A non-finite point is not used (and counts as not reached).
+    pts = ellipse_points(0.3, 0.1)
+    pts[3] = np.nan
+    e = fit_ellipses(np.zeros((1, 2)), pts[None])
+    assert e.ok.all() and np.isfinite(e.axes).all()
+    np.testing.assert_allclose(e.axes[0], [0.3, 0.1], rtol=1e-10)
+
+
+def test_ellipses_constructor_keeps_reason_and_ok_consistent():
+    c, M = np.zeros((2, 2)), np.stack([np.eye(2)] * 2)
+    e = Ellipses.from_matrix(c, M, ok=[True, False])
+    assert e.reason.tolist() == ["", "fit failed"]
+    with pytest.raises(ValueError, match="exactly where ok"):
+        Ellipses.from_matrix(c, M, ok=[True, False], reason=["", ""])
+    with pytest.raises(ValueError, match="reason must have shape"):
+        Ellipses.from_matrix(c, M, reason=[""])
+    norm = pp.Normalization([0, 0], [255, 255])
+    e = Ellipses.from_matrix(c, M, ok=[True, False], reason=["", "half-axis 3 > box width 2 (model units)"])
+    assert e.to_user(norm).reason.tolist() == e.reason.tolist()
+
+
+def test_threshold_table_has_the_reason_column_and_csv_refuses_to_overwrite(tmp_path):
+    refs = np.array([[0.0, 0.0], [1.0, 1.0]])
+    th = synthetic_thresholds(refs, np.array([0.1, 0.1]))
+    table = th.table()
+    names = list(table)
+    assert names[-2:] == ["ellipse_ok", "ellipse_reason"]
+    assert table["ellipse_ok"].tolist() == [1, 0]
+    assert table["ellipse_reason"].tolist() == ["", "4/16 directions reached the target (need 8)"]
+    path = tmp_path / "t.csv"
+    th.to_csv(path)
+    lines = path.read_text().splitlines()
+    assert lines[0].endswith(",ellipse_ok,ellipse_reason")
+    assert lines[1].endswith(",1,") and lines[2].endswith(",0,4/16 directions reached the target (need 8)")
+    with pytest.raises(FileExistsError):
+        th.to_csv(path)
+    with pytest.raises(FileExistsError):
+        th.to_csv(path, points=True)
+    assert path.read_text().splitlines() == lines  # untouched
+    th.to_user(pp.Normalization([0, 0], [255, 255])).to_csv(path, overwrite=True)
+    user_lines = path.read_text().splitlines()
+    assert user_lines[2].endswith(",0,4/16 directions reached the target (need 8)")
+    assert user_lines[1] != lines[1]
+
+
+def test_threshold_reprs_are_short_for_a_grid_with_posterior_draws():
+    refs = grid_refs(6)
+    rng = np.random.default_rng(0)
+    radius = 0.1 * rng.uniform(0.8, 1.2, size=(4, 50, 1)) * np.ones(36)
+    th = synthetic_thresholds(refs, radius)
+    # One draw whose ellipse at an inner reference is wider than the box.
+    pts = th.points.copy()
+    pts[0, 0, 14] = refs[14] + ellipse_points(3.0, 0.05)
+    th = dataclasses.replace(th, ellipses=fit_ellipses(refs, pts, mask=th.reached))
+    assert th.sample_shape == (4, 50)
+    text = repr(th)
+    assert len(text) < 800 and len(text.splitlines()) <= 6
+    assert "36 references x 16 directions" in text and "posterior draws (4, 50)" in text
+    assert "input_dim 2" in text and "model units" in text and "0.6667" in text
+    # The 4 corners never reach 8 directions; one draw's ellipse is larger than the box.
+    assert (th.reached.sum(-1) < 8).sum() == 800
+    assert f"ok {200 * 32 - 1}/{200 * 36}" in text
+    assert "800 too few directions reached the target" in text
+    assert "1 half-axis larger than the box" in text
+    for obj in (th.ellipses, th.median(), th.median().ellipses,
+                th.to_user(pp.Normalization([0, 0], [255, 255], names=["R", "G"]))):
+        assert len(repr(obj)) < 800, repr(obj)
+    user = repr(th.to_user(pp.Normalization([0, 0], [255, 255], names=["R", "G"])))
+    assert "user units (R, G)" in user
+    point = repr(th.median())
+    assert "point estimate" in point and "ok 32/36 references" in point
+    assert "4 too few directions" in point
+    assert th.ellipses.reason_counts() == {"too few directions reached the target": 800,
+                                          "half-axis larger than the box": 1}
+
+
+def test_median_in_user_units_checks_the_box_in_model_units():
+    refs = grid_refs(3)
+    radius = np.full((2, 9), 0.1)
+    th = synthetic_thresholds(refs, radius)
+    norm = pp.Normalization([0, 0], [255, 1000])  # user units much larger than the box
+    user = th.to_user(norm).median()
+    model = th.median()
+    assert user.ellipses.ok.tolist() == model.ellipses.ok.tolist()
+    assert user.ellipses.reason.tolist() == model.ellipses.reason.tolist()
+    np.testing.assert_allclose(user.ellipses.matrix, model.ellipses.to_user(norm).matrix,
+                               rtol=1e-9, atol=1e-9)
