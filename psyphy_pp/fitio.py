@@ -17,7 +17,9 @@ then a rename), so an interrupted save leaves no partial file, and it refuses
 to replace an existing file unless asked to (``overwrite=True``).
 
 :func:`load_fit` refuses files of another format version with an
-:class:`IncompatibleFitError` that names both versions.
+:class:`IncompatibleFitError` that names both versions, and a file that is not
+a fit file (empty, truncated, damaged, a CSV, another archive) with a one-line
+:class:`ValueError` that names the file and what it is not.
 """
 
 from __future__ import annotations
@@ -74,6 +76,10 @@ class SavedFit:
         normalization: The map from the user's units, or None (model units).
         settings: Fit settings (JSON values).
         library_version: The psyphy_pp version that made the fit.
+        path: The file it was read from (set by :func:`load_fit`), or None.
+
+    Its ``repr`` is a short summary (model, method, trials, kind,
+    normalisation, file), not the arrays.
 
     Examples:
         >>> import jax, psyphy_pp as pp
@@ -92,6 +98,7 @@ class SavedFit:
     normalization: Normalization | None = None
     settings: dict = field(default_factory=dict)
     library_version: str = ""
+    path: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, WPPM):
@@ -105,7 +112,12 @@ class SavedFit:
         lead = 2 if self.kind == "posterior" else 0
         if W.shape[lead:] != ws or W.ndim != len(ws) + lead:
             expected = ("(chains, draws, " if lead else "(") + ", ".join(map(str, ws)) + ")"
-            raise ValueError(f"params['W'] must have shape {expected} for kind={self.kind!r}, got {W.shape}")
+            m = self.model
+            raise ValueError(
+                f"params['W'] must have shape {expected} for kind={self.kind!r} and this model "
+                f"(input_dim={m.input_dim}, basis_degree={m.basis_degree}, "
+                f"extra_dims={m.extra_dims}), got {W.shape}"
+            )
         if self.data is not None:
             self.data.check_model(self.model.input_dim)
         norm = self.normalization
@@ -119,6 +131,20 @@ class SavedFit:
         object.__setattr__(self, "params", {SITE_W: W})
         if not self.library_version:
             object.__setattr__(self, "library_version", _library_version())
+
+    def __repr__(self) -> str:
+        kind = (f"posterior draws {self.sample_shape}" if self.kind == "posterior"
+                else "point estimate")
+        source = "" if self.path is None else f", from {self.path!r}"
+        trials = "no trials" if self.data is None else f"{self.data.num_trials} trials"
+        units = ("model units" if self.normalization is None
+                 else f"normalization {self.normalization!r}")
+        return (
+            f"SavedFit({kind}, method={self.method!r}{source}\n"
+            f"  model {self.model!r}\n"
+            f"  {trials}, {units}\n"
+            f"  made by psyphy_pp {self.library_version})"
+        )
 
     @property
     def sample_shape(self) -> tuple[int, ...]:
@@ -268,6 +294,52 @@ def save_fit(
         np.savez(f, **arrays)
 
 
+_REWRITE = "write it again with psyphy-pp fit or pp.save_fit"
+_FOREIGN = "fit files are written by psyphy-pp fit or pp.save_fit"
+
+
+def _not_a_fit(source: str, reason: str, hint: str = _FOREIGN) -> ValueError:
+    return ValueError(f"{source} is not a psyphy_pp fit file ({reason}); {hint}")
+
+
+def _sniff(source: str) -> ValueError | None:
+    """The error for a file that is plainly not an ``.npz`` archive, or None."""
+    with open(source, "rb") as fh:
+        head = fh.read(512)
+    if not head:
+        return _not_a_fit(source, "it is empty: 0 bytes", _REWRITE)
+    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):  # a zip archive, as .npz files are
+        return None
+    if head.startswith(b"\x93NUMPY"):
+        return _not_a_fit(source, "it is a single .npy array, not an .npz archive")
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as err:  # a character cut at the end of the 512 bytes is fine
+        text = head[: err.start].decode("utf-8") if err.start >= len(head) - 3 else ""
+    if text and all(c.isprintable() or c in "\t\n\r\f" for c in text):
+        first = text.splitlines()[0][:40] if text.strip() else ""
+        return _not_a_fit(source, f"it is a text file, not an .npz archive; it begins {first!r}")
+    return _not_a_fit(source, "not an .npz archive")
+
+
+def _read_arrays(source: str) -> dict[str, np.ndarray]:
+    """Every entry of the archive, read now (so damage anywhere shows here)."""
+    try:
+        loaded = np.load(source, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            return {}
+        with loaded as f:
+            return {k: np.asarray(f[k]) for k in f.files}
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
+        raise
+    except ValueError as err:
+        if "pickle" in str(err):  # numpy's advice to allow pickles is wrong here
+            raise _not_a_fit(source, "it holds pickled Python objects, which fit files never do") from None
+        raise _not_a_fit(source, "not a readable .npz archive: truncated or damaged?", _REWRITE) from err
+    except Exception as err:  # BadZipFile, EOFError, zlib.error, CRC errors, ...
+        raise _not_a_fit(source, "not a readable .npz archive: truncated or damaged?", _REWRITE) from err
+
+
 def load_fit(path: str | os.PathLike) -> SavedFit:
     """Read a fit written by :func:`save_fit`.
 
@@ -275,58 +347,87 @@ def load_fit(path: str | os.PathLike) -> SavedFit:
         path: The fit file.
 
     Returns:
-        The :class:`SavedFit`.
+        The :class:`SavedFit` (its ``path`` is the file it was read from).
 
     Raises:
         IncompatibleFitError: If the file was written in another format version
             (or with settings this version does not know); the message names the
             psyphy_pp version that wrote it and the one reading it.
-        ValueError: If the file is not a psyphy_pp fit file.
+        ValueError: If the file is not a psyphy_pp fit file: empty, truncated
+            or damaged, or another kind of file (a CSV, another ``.npz``). The
+            message is one line naming the file and what it is not.
         FileNotFoundError: If ``path`` does not exist.
+
+    Examples:
+        >>> import os, tempfile, psyphy_pp as pp
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> path = os.path.join(tmp.name, "trials.csv")
+        >>> with open(path, "w") as f:
+        ...     _ = f.write("ref_0,ref_1,comp_0,comp_1,response\\n")
+        >>> pp.load_fit(path)
+        Traceback (most recent call last):
+        ...
+        ValueError: .../trials.csv is not a psyphy_pp fit file (it is a text file, not an .npz archive; it begins 'ref_0,ref_1,comp_0,comp_1,response'); fit files are written by psyphy-pp fit or pp.save_fit
+        >>> tmp.cleanup()
     """
     source = os.fspath(path)
+    if os.path.isdir(source):
+        raise IsADirectoryError(f"{source} is a directory, not a fit file")
+    refused = _sniff(source)
+    if refused is not None:
+        raise refused
+    arrays = _read_arrays(source)
+    if "header" not in arrays:
+        raise _not_a_fit(source, "it has no header")
     try:
-        archive = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as err:
-        if isinstance(err, FileNotFoundError):
-            raise
-        raise ValueError(f"{source} is not a psyphy_pp fit file (not an .npz archive): {err}") from err
-    with archive as f:
-        if "header" not in f.files:
-            raise ValueError(f"{source} is not a psyphy_pp fit file (it has no header)")
-        try:
-            header = json.loads(str(f["header"]))
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{source} has an unreadable header: {err}") from err
-        if not isinstance(header, dict) or header.get("format") != FIT_FORMAT:
-            raise ValueError(f"{source} is not a psyphy_pp fit file (format {header.get('format')!r})")
-        written_by = header.get("saved_by", header.get("library_version", "unknown"))
-        version = header.get("format_version")
-        if version != FIT_FORMAT_VERSION:
-            hint = ("upgrade psyphy_pp to read it" if isinstance(version, int)
-                    and version > FIT_FORMAT_VERSION else
-                    "open it with the psyphy_pp version that wrote it, or refit")
-            raise IncompatibleFitError(
-                f"{source} was written by psyphy_pp {written_by} in fit format version "
-                f"{version}; this psyphy_pp {_library_version()} reads fit format version "
-                f"{FIT_FORMAT_VERSION} only; {hint}"
-            )
-        model = _model_from_dict(header["model"], source, written_by)
-        norm = header.get("normalization")
-        norm = None if norm is None else Normalization.from_dict(norm)
-        data = None
-        if "refs" in f.files:
-            meta = {k[len("meta:"):]: f[k] for k in f.files if k.startswith("meta:")}
-            data = TrialData(f["refs"], f["comparisons"], f["responses"],
-                             normalization=norm, metadata=meta)
-        return SavedFit(
-            model=model,
-            params={SITE_W: f[SITE_W]},
-            kind=header["kind"],
-            method=header.get("method", "unknown"),
-            losses=f["losses"] if "losses" in f.files else None,
-            data=data,
-            normalization=norm,
-            settings=header.get("settings") or {},
-            library_version=header.get("library_version", "unknown"),
+        header = json.loads(str(arrays["header"]))
+    except json.JSONDecodeError:
+        header = None
+    if not isinstance(header, dict):
+        raise _not_a_fit(source, "its header is not a psyphy_pp fit header")
+    if header.get("format") != FIT_FORMAT:
+        raise _not_a_fit(source, f"format {header.get('format')!r}")
+    written_by = header.get("saved_by", header.get("library_version", "unknown"))
+    version = header.get("format_version")
+    if version != FIT_FORMAT_VERSION:
+        hint = ("upgrade psyphy_pp to read it" if isinstance(version, int)
+                and version > FIT_FORMAT_VERSION else
+                "open it with the psyphy_pp version that wrote it, or refit")
+        raise IncompatibleFitError(
+            f"{source} was written by psyphy_pp {written_by} in fit format version "
+            f"{version}; this psyphy_pp {_library_version()} reads fit format version "
+            f"{FIT_FORMAT_VERSION} only; {hint}"
         )
+    try:
+        return _fit_from_arrays(arrays, header, source, written_by)
+    except IncompatibleFitError:
+        raise
+    except KeyError as err:
+        raise _not_a_fit(source, f"damaged: it has no {err.args[0]!r} entry", _REWRITE) from err
+    except (TypeError, ValueError, AttributeError) as err:
+        detail = " ".join(str(err).split())
+        raise _not_a_fit(source, f"damaged: {detail}", _REWRITE) from err
+
+
+def _fit_from_arrays(arrays: dict[str, np.ndarray], header: dict, source: str,
+                     written_by: str) -> SavedFit:
+    model = _model_from_dict(header["model"], source, written_by)
+    norm = header.get("normalization")
+    norm = None if norm is None else Normalization.from_dict(norm)
+    data = None
+    if "refs" in arrays:
+        meta = {k[len("meta:"):]: v for k, v in arrays.items() if k.startswith("meta:")}
+        data = TrialData(arrays["refs"], arrays["comparisons"], arrays["responses"],
+                         normalization=norm, metadata=meta)
+    return SavedFit(
+        model=model,
+        params={SITE_W: arrays[SITE_W]},
+        kind=header["kind"],
+        method=header.get("method", "unknown"),
+        losses=arrays.get("losses"),
+        data=data,
+        normalization=norm,
+        settings=header.get("settings") or {},
+        library_version=header.get("library_version", "unknown"),
+        path=source,
+    )
