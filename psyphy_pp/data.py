@@ -20,10 +20,17 @@ row, with a header row naming the columns:
 comments; one of the form ``# psyphy_pp normalization: {"low": [...], "high":
 [...]}`` (JSON) says that the stimulus columns are in the user's units inside that
 box (``to_csv`` writes it). Without it, the stimulus columns must already lie in
-``[-1, 1]``, unless a ``normalization`` is passed to ``from_csv``. Malformed files
-raise a ``ValueError`` that names the file line, the trial and the column; no row
-is ever dropped (only blank lines are skipped). The reading and checking of files
-and DataFrames lives in the private module ``psyphy_pp._parse``.
+``[-1, 1]``, unless a ``normalization`` is passed to ``from_csv``. A line
+``# psyphy_pp synthetic: <description>`` marks simulated trials
+(:attr:`TrialData.synthetic`; ``to_csv`` writes it, ``from_csv`` reads it).
+
+Files are UTF-8 and comma-separated; spaces around cells are stripped, and
+unnamed columns that hold nothing (a trailing comma on every line) are ignored.
+Malformed files raise a one-line ``ValueError`` that names the file, the line, the
+trial and the column, and what to change; no row is ever dropped (only rows with
+every cell empty are skipped). The reading and checking of files and DataFrames
+lives in the private module ``psyphy_pp._parse``, which lists the variants it
+reads and the ones it refuses.
 """
 
 from __future__ import annotations
@@ -40,7 +47,14 @@ import numpy as np
 
 from psyphy_pp._csv import write_columns
 from psyphy_pp._optional import import_pandas
-from psyphy_pp._parse import NORMALIZATION_TAG, is_standard, read_csv, read_dataframe
+from psyphy_pp._parse import (
+    NORMALIZATION_TAG,
+    SYNTHETIC_TAG,
+    check_synthetic,
+    is_standard,
+    read_csv,
+    read_dataframe,
+)
 from psyphy_pp._validation import check_stimuli
 from psyphy_pp.normalization import Normalization
 
@@ -86,9 +100,13 @@ class TrialData:
             ``[-1, 1]^D``, or None when the data were given in model units.
         metadata: Extra per-trial columns (e.g. ``subject``, ``session``), each of
             shape ``(N,)``; kept as they are and written back to files.
+        synthetic: None for real data; for simulated trials a one-line description
+            of where they come from (e.g. ``"simulated by psyphy_pp.simulate"``),
+            stripped of surrounding spaces and kept in files.
 
     Raises:
-        ValueError: If a shape, value, normalization or metadata column is invalid.
+        ValueError: If a shape, value, normalization, metadata column or the
+            synthetic description is invalid.
 
     Examples:
         >>> data = TrialData([[0.0, 0.0]], [[0.1, 0.0]], [1])
@@ -101,6 +119,7 @@ class TrialData:
     responses: np.ndarray
     normalization: Normalization | None = None
     metadata: dict = field(default_factory=dict)
+    synthetic: str | None = None
 
     def __post_init__(self) -> None:
         refs = check_stimuli("refs", self.refs)
@@ -134,6 +153,19 @@ class TrialData:
         object.__setattr__(self, "comparisons", comps)
         object.__setattr__(self, "responses", y.astype(np.int32))
         object.__setattr__(self, "metadata", _check_metadata(self.metadata, refs.shape[0]))
+        object.__setattr__(self, "synthetic", check_synthetic(self.synthetic))
+
+    def __repr__(self) -> str:
+        correct = int(self.responses.sum())
+        parts = [
+            f"{self.num_trials} trial{'s' if self.num_trials != 1 else ''}",
+            f"input_dim={self.input_dim}",
+            f"{correct} correct ({100.0 * correct / self.num_trials:.1f}%)",
+            f"normalization={self.normalization!r}",
+            f"metadata={list(self.metadata)}",
+            f"synthetic={self.synthetic!r}",
+        ]
+        return f"TrialData({', '.join(parts)})"
 
     @property
     def num_trials(self) -> int:
@@ -178,6 +210,7 @@ class TrialData:
         normalization: Normalization,
         *,
         metadata: Mapping[str, Any] | None = None,
+        synthetic: str | None = None,
     ) -> TrialData:
         """Build trials from stimuli in the user's units.
 
@@ -187,6 +220,7 @@ class TrialData:
             responses: 0/1 responses, shape ``(N,)``.
             normalization: The box of the user's units.
             metadata: Extra per-trial columns.
+            synthetic: None for real data, or a description of simulated ones.
 
         Raises:
             ValueError: If a value lies outside the box (naming row and column),
@@ -216,7 +250,8 @@ class TrialData:
                 raise ValueError(f"row {i}, column {name}{j}: value {float(x[i, j])!r} is not finite")
             normalization.check_user_values(name, x)
             out.append(normalization.to_model(x))
-        return cls(out[0], out[1], responses, normalization=normalization, metadata=metadata)
+        return cls(out[0], out[1], responses, normalization=normalization, metadata=metadata,
+                   synthetic=synthetic)
 
     # -- files --------------------------------------------------------------------
     def columns(self) -> dict[str, np.ndarray]:
@@ -234,17 +269,29 @@ class TrialData:
         cols.update(self.metadata)
         return cols
 
-    def to_csv(self, path: str | os.PathLike) -> None:
+    def to_csv(self, path: str | os.PathLike, *, overwrite: bool = False) -> None:
         """Write the trials as CSV (module docstring), floats at full ``repr`` precision.
 
         With a normalization, the stimulus columns are in the user's units and a
         ``# psyphy_pp normalization:`` comment line before the header records the
-        box; reading the file back with :meth:`from_csv` gives the same arrays.
+        box; synthetic data get a ``# psyphy_pp synthetic:`` line with their
+        description. Reading the file back with :meth:`from_csv` gives the same
+        arrays, normalization and description (text in :attr:`metadata` comes back
+        stripped of surrounding spaces, as every cell is).
+
+        Args:
+            path: The file to write.
+            overwrite: Replace ``path`` if it exists (default: refuse).
+
+        Raises:
+            FileExistsError: If ``path`` exists and ``overwrite`` is False.
         """
         preamble = ""
         if self.normalization is not None:
-            preamble = f"{NORMALIZATION_TAG} {json.dumps(self.normalization.to_dict())}\n"
-        write_columns(path, self.columns(), preamble)
+            preamble += f"{NORMALIZATION_TAG} {json.dumps(self.normalization.to_dict())}\n"
+        if self.synthetic is not None:
+            preamble += f"{SYNTHETIC_TAG} {self.synthetic}\n"
+        write_columns(path, self.columns(), preamble, overwrite=overwrite)
 
     @classmethod
     def from_csv(
@@ -264,15 +311,19 @@ class TrialData:
             input_dim: The expected ``D`` (default: read from the header).
 
         Returns:
-            Validated :class:`TrialData` in model units, with the normalization
-            and any extra columns (as text) in :attr:`metadata`.
+            Validated :class:`TrialData` in model units, with the normalization,
+            any extra columns (as text) in :attr:`metadata`, and the file's
+            synthetic description (None for real data) in :attr:`synthetic`.
 
         Raises:
-            ValueError: Missing columns (all named in one message), a row with the
-                wrong number of fields, a non-numeric or non-finite cell, a
-                response other than 0/1, or a stimulus outside ``[-1, 1]`` (or
-                outside the normalization box); the message names the file line,
-                the trial index and the column.
+            ValueError: For every problem with the file's content, in one line
+                naming the file, the line (and trial and column) where there is
+                one, and what to change: a file that is not UTF-8 or not
+                comma-separated, missing columns (all named in one message), a
+                row with the wrong number of fields, a value in an unnamed
+                column, an unclosed quote, a non-numeric or non-finite cell, a
+                response other than 0/1, a stimulus outside ``[-1, 1]`` (or
+                outside the normalization box), a malformed ``# psyphy_pp`` line.
             FileNotFoundError: If ``path`` does not exist.
         """
         return read_csv(cls, path, normalization, input_dim)
@@ -280,7 +331,8 @@ class TrialData:
     def to_dataframe(self) -> Any:
         """The trials as a ``pandas.DataFrame`` in the user's units (CSV layout).
 
-        The normalization, if any, is kept in ``df.attrs["normalization"]`` (a dict).
+        The normalization, if any, is kept in ``df.attrs["normalization"]`` (a dict),
+        and the synthetic description, if any, in ``df.attrs["synthetic"]``.
 
         Raises:
             ImportError: If pandas is not installed.
@@ -289,6 +341,8 @@ class TrialData:
         df = pd.DataFrame(self.columns())
         if self.normalization is not None:
             df.attrs["normalization"] = self.normalization.to_dict()
+        if self.synthetic is not None:
+            df.attrs["synthetic"] = self.synthetic
         return df
 
     @classmethod
@@ -303,7 +357,8 @@ class TrialData:
 
         Checked like :meth:`from_csv`; errors name the row's index label and the
         column. ``df.attrs["normalization"]`` (as written by :meth:`to_dataframe`)
-        is used when present; extra columns keep their dtype in :attr:`metadata`.
+        and ``df.attrs["synthetic"]`` are used when present; extra columns keep their
+        dtype in :attr:`metadata`.
 
         Raises:
             ValueError: As :meth:`from_csv`.
@@ -312,12 +367,14 @@ class TrialData:
         return read_dataframe(cls, df, normalization, input_dim)
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write the trials (and normalization and metadata) to an ``.npz`` file."""
+        """Write the trials (and normalization, metadata, synthetic) to an ``.npz`` file."""
         arrays: dict[str, np.ndarray] = dict(
             refs=self.refs, comparisons=self.comparisons, responses=self.responses
         )
         if self.normalization is not None:
             arrays["normalization"] = np.asarray(json.dumps(self.normalization.to_dict()))
+        if self.synthetic is not None:
+            arrays["synthetic"] = np.asarray(self.synthetic)
         for key, values in self.metadata.items():
             arrays[f"meta:{key}"] = values
         np.savez(path, **arrays)
@@ -333,5 +390,6 @@ class TrialData:
             if "normalization" in f.files:
                 norm = Normalization.from_dict(json.loads(str(f["normalization"])))
             meta = {k[len("meta:"):]: f[k] for k in f.files if k.startswith("meta:")}
+            synthetic = str(f["synthetic"]) if "synthetic" in f.files else None
             return cls(f["refs"], f["comparisons"], f["responses"],
-                       normalization=norm, metadata=meta)
+                       normalization=norm, metadata=meta, synthetic=synthetic)

@@ -11,6 +11,9 @@ from psyphy_pp._typing import ArrayLike, Params, PRNGKey
 from psyphy_pp.data import TrialData
 from psyphy_pp.model import WPPM
 
+#: The :attr:`TrialData.synthetic` description of the trials :func:`simulate` returns.
+SIMULATED = "simulated by psyphy_pp.simulate"
+
 
 def simulate(
     model: WPPM,
@@ -30,7 +33,9 @@ def simulate(
         key: PRNG key; split into the likelihood's noise and the response draws.
 
     Returns:
-        A validated :class:`~psyphy_pp.TrialData`.
+        A validated :class:`~psyphy_pp.TrialData`, marked as synthetic
+        (:attr:`~psyphy_pp.TrialData.synthetic` is ``"simulated by psyphy_pp.simulate"``,
+        and its CSV files say so in a ``# psyphy_pp synthetic:`` line).
 
     Examples:
         >>> import jax
@@ -39,8 +44,10 @@ def simulate(
         >>> data = simulate(model, truth, [[0.0, 0.0]], [[0.2, 0.0]], key=jax.random.PRNGKey(1))
         >>> data.responses.shape
         (1,)
+        >>> data.synthetic
+        'simulated by psyphy_pp.simulate'
     """
     key_noise, key_y = jax.random.split(key)
     p = model.prob_correct(truth, refs, comparisons, key=key_noise)
     y = jax.random.bernoulli(key_y, p)
-    return TrialData(refs, comparisons, np.asarray(y, dtype=np.int32))
+    return TrialData(refs, comparisons, np.asarray(y, dtype=np.int32), synthetic=SIMULATED)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import psyphy_pp as pp
 
@@ -209,3 +213,254 @@ def test_trial_data_checks_normalization_and_metadata():
         pp.TrialData([[0.0, 0.0]], [[0.1, 0.0]], [1], metadata={"response": [1]})
     with pytest.raises(ValueError, match=r"row 0, column comp_1: value 11.0 lies outside"):
         pp.TrialData.from_user_units([[1.0, 1.0]], [[1.0, 11.0]], [1], pp.Normalization([0, 0], [10, 10]))
+
+
+# -- variants of the CSV format: read, or refused with the file and line named -----------------
+
+def test_csv_spaces_after_commas_are_read(tmp_path):
+    path = write(tmp_path / "spaces.csv", "ref_0, ref_1, comp_0, comp_1, response, subject",
+                 "0, 0, 0.1, 0, 1, S01", "  0 ,0 , 0 ,0.1 , 0 ,  S02 ")
+    data = pp.TrialData.from_csv(path)
+    assert data.responses.tolist() == [1, 0]
+    np.testing.assert_array_equal(data.comparisons, [[0.1, 0.0], [0.0, 0.1]])
+    assert data.metadata["subject"].tolist() == ["S01", "S02"]
+
+
+def test_csv_trailing_comma_on_every_line_is_read(tmp_path):
+    path = write(tmp_path / "trailing.csv", HEADER + ",", "0,0,0.1,0,1,", "0,0,0,0.1,0,")
+    data = pp.TrialData.from_csv(path)
+    assert data.num_trials == 2 and data.metadata == {}
+    # Unnamed empty columns anywhere, and empty cells past the header, are ignored too.
+    path = write(tmp_path / "gaps.csv", "ref_0,,ref_1,comp_0,comp_1,response", "0,,0,0.1,0,1,,")
+    assert pp.TrialData.from_csv(path).refs.tolist() == [[0.0, 0.0]]
+
+
+def test_csv_unnamed_column_with_a_value_is_refused(tmp_path):
+    path = write(tmp_path / "unnamed.csv", HEADER + ",", "0,0,0.1,0,1,", "0,0,0,0.1,0,x")
+    with pytest.raises(ValueError) as err:
+        pp.TrialData.from_csv(path)
+    assert str(err.value) == (
+        f"{path}, line 3 (trial 1): column 6 has no name in the header (line 1) but holds 'x'; "
+        "name the column in the header, or delete it")
+    path = write(tmp_path / "extra.csv", HEADER, "0,0,0.1,0,1,7")
+    with pytest.raises(ValueError, match=r"extra.csv, line 2 \(trial 0\): expected 5 fields as in "
+                       r"the header, got 6 \(field 6 holds '7'\)"):
+        pp.TrialData.from_csv(path)
+
+
+@pytest.mark.parametrize("sep, name", [(";", r"semicolons \(';'\)"), ("\t", "tabs")])
+def test_csv_other_delimiters_are_refused_naming_them(tmp_path, sep, name):
+    path = write(tmp_path / "other.csv", "# exported", HEADER.replace(",", sep),
+                 sep.join(["0", "0", "0,1", "0", "1"]))
+    with pytest.raises(ValueError, match=rf"^{tmp_path / 'other.csv'}, line 2: the header is "
+                       rf"separated by {name}, but psyphy_pp reads comma-separated files"):
+        pp.TrialData.from_csv(path)
+
+
+def test_csv_not_utf8_names_line_and_byte(tmp_path):
+    path = tmp_path / "latin1.csv"
+    path.write_bytes((HEADER + ",subject\n0,0,0.1,0,1,Ana\n0,0,0,0.1,0,José\n").encode("latin-1"))
+    with pytest.raises(ValueError) as err:
+        pp.TrialData.from_csv(path)
+    assert str(err.value) == (
+        f"{path}, line 3, character 16: byte 0xe9 is not UTF-8 (the file may be Latin-1 or "
+        "Windows-1252 text); save the file as UTF-8 (e.g. 'CSV UTF-8' in Excel) and read it again")
+    path.write_bytes("\ufeff".encode("utf-16") + (HEADER + "\n").encode("utf-16-le"))
+    with pytest.raises(ValueError, match=r"latin1.csv: the file is UTF-16 text"):
+        pp.TrialData.from_csv(path)
+    path.write_bytes((HEADER + "\n0,0,0.1,0\x00,1\n").encode())
+    with pytest.raises(ValueError, match=r"latin1.csv, line 2, character 10: a NUL character"):
+        pp.TrialData.from_csv(path)
+
+
+def test_csv_utf8_with_byte_order_mark_and_crlf_is_read(tmp_path):
+    path = tmp_path / "excel.csv"
+    path.write_bytes(("\ufeff" + HEADER + ",subject\r\n0,0,0.1,0,1,José\r\n").encode("utf-8"))
+    data = pp.TrialData.from_csv(path)
+    assert data.metadata["subject"].tolist() == ["José"]
+
+
+def test_csv_unclosed_quote_is_refused_not_swallowed(tmp_path):
+    path = write(tmp_path / "quote.csv", HEADER + ",note", '0,0,0.1,0,1,"fine, quoted',
+                 "0,0,0,0.1,0,x", "0,0,0,0.1,1,y")
+    with pytest.raises(ValueError, match=r"quote.csv, line 2: a quote \(\"\) opened in this line "
+                       r"is never closed"):
+        pp.TrialData.from_csv(path)
+    path = write(tmp_path / "ok.csv", HEADER + ",note", '0,0,0.1,0,1,"two\nlines, quoted"',
+                 "0,0,0,0.1,0,x")
+    data = pp.TrialData.from_csv(path)
+    assert data.metadata["note"].tolist() == ["two\nlines, quoted", "x"]
+
+
+def test_csv_errors_name_the_file_line_and_stay_on_one_line(tmp_path):
+    path = write(tmp_path / "bad.csv", HEADER, "0,0,0.1,0,1", "0,0," + "x" * 500 + ",0,1")
+    with pytest.raises(ValueError) as err:
+        pp.TrialData.from_csv(path)
+    message = str(err.value)
+    assert message.startswith(f"{path}, line 3 (trial 1), column comp_0: expected a number, got 'xxx")
+    assert "(500 characters)" in message and len(message) < 250 and "\n" not in message
+    path = write(tmp_path / "huge.csv", "ref_0,comp_0,ref_99999999999,response", "0,0,0,1")
+    with pytest.raises(ValueError, match=r"huge.csv: column ref_99999999999 implies input_dim "
+                       r"100000000000"):
+        pp.TrialData.from_csv(path)
+    path = write(tmp_path / "case.csv", "ref_0,ref_1,comp_0,comp_1,Response", "0,0,0,0,1")
+    with pytest.raises(ValueError, match=r"missing column\(s\) response .*names are case-sensitive: "
+                       r"found 'Response' for response"):
+        pp.TrialData.from_csv(path)
+
+
+def test_csv_duplicate_psyphy_lines_are_refused(tmp_path):
+    norm = '# psyphy_pp normalization: {"low": [0, 0], "high": [1, 1]}'
+    path = write(tmp_path / "twice.csv", norm, "# note", norm, HEADER, "0,0,0,0,1")
+    with pytest.raises(ValueError, match=r"twice.csv, line 3: a second '# psyphy_pp normalization:' "
+                       r"line \(the first is line 1\)"):
+        pp.TrialData.from_csv(path)
+    path = write(tmp_path / "empty.csv", "# psyphy_pp synthetic:  ", HEADER, "0,0,0,0,1")
+    with pytest.raises(ValueError, match=r"empty.csv, line 1: the line '# psyphy_pp synthetic:' "
+                       r"gives no description"):
+        pp.TrialData.from_csv(path)
+
+
+def test_csv_all_zero_responses_and_one_row_are_read(tmp_path):
+    zeros = pp.TrialData.from_csv(write(tmp_path / "z.csv", HEADER, "0,0,0.1,0,0", "0,0,0,0.1,0"))
+    assert zeros.responses.tolist() == [0, 0]
+    one = pp.TrialData.from_csv(write(tmp_path / "one.csv", HEADER, "0,0,0.1,0,1"))
+    assert one.num_trials == 1
+
+
+# -- synthetic data say so ---------------------------------------------------------------------
+
+def test_simulated_data_are_marked_and_the_mark_round_trips(p_small, tmp_path):
+    data = p_small.data
+    assert data.synthetic == "simulated by psyphy_pp.simulate"
+    data.to_csv(tmp_path / "sim.csv")
+    lines = (tmp_path / "sim.csv").read_text().splitlines()
+    assert lines[0] == "# psyphy_pp synthetic: simulated by psyphy_pp.simulate"
+    back = pp.TrialData.from_csv(tmp_path / "sim.csv")
+    assert back.synthetic == data.synthetic
+    np.testing.assert_array_equal(back.refs, data.refs)
+    data.save(tmp_path / "sim.npz")
+    assert pp.TrialData.load(tmp_path / "sim.npz").synthetic == data.synthetic
+    norm = pp.Normalization([0, 0], [10, 10])
+    user = pp.TrialData.from_user_units([[1.0, 1.0]], [[2.0, 1.0]], [1], norm,
+                                        synthetic=" my simulation ")
+    assert user.synthetic == "my simulation"
+    user.to_csv(tmp_path / "user.csv")
+    first, second = (tmp_path / "user.csv").read_text().splitlines()[:2]
+    assert first.startswith("# psyphy_pp normalization:")
+    assert second == "# psyphy_pp synthetic: my simulation"
+    assert_same_trials(back := pp.TrialData.from_csv(tmp_path / "user.csv"), user)
+    assert back.synthetic == "my simulation"
+
+
+def test_real_data_are_not_synthetic(tmp_path):
+    path = write(tmp_path / "real.csv", "# psyphy_pp synthetic is not this", HEADER, "0,0,0.1,0,1")
+    data = pp.TrialData.from_csv(path)
+    assert data.synthetic is None
+    data.save(tmp_path / "real.npz")
+    assert pp.TrialData.load(tmp_path / "real.npz").synthetic is None
+    for bad in ("", "  ", "two\nlines", 3):
+        with pytest.raises(ValueError, match="synthetic must be None .* or a non-empty one-line"):
+            pp.TrialData([[0.0]], [[0.1]], [1], synthetic=bad)
+
+
+def test_dataframe_keeps_the_synthetic_mark(p_small):
+    pytest.importorskip("pandas")
+    df = p_small.data.to_dataframe()
+    assert df.attrs["synthetic"] == "simulated by psyphy_pp.simulate"
+    assert pp.TrialData.from_dataframe(df).synthetic == "simulated by psyphy_pp.simulate"
+    del df.attrs["synthetic"]
+    assert pp.TrialData.from_dataframe(df).synthetic is None
+
+
+def test_to_csv_refuses_an_existing_file_unless_overwrite(tmp_path):
+    data = pp.TrialData([[0.0, 0.0]], [[0.1, 0.0]], [1])
+    path = tmp_path / "t.csv"
+    data.to_csv(path)
+    other = pp.TrialData([[0.0, 0.0]], [[0.0, 0.2]], [0])
+    with pytest.raises(FileExistsError, match="t.csv already exists; pass overwrite=True"):
+        other.to_csv(path)
+    assert pp.TrialData.from_csv(path).responses.tolist() == [1]
+    other.to_csv(path, overwrite=True)
+    assert pp.TrialData.from_csv(path).responses.tolist() == [0]
+
+
+def test_repr_is_short(rng):
+    data = pp.TrialData(rng.uniform(-1, 1, (6000, 2)), rng.uniform(-1, 1, (6000, 2)),
+                        np.arange(6000) % 2, metadata={"subject": ["S1"] * 6000},
+                        synthetic="simulated")
+    assert repr(data) == ("TrialData(6000 trials, input_dim=2, 3000 correct (50.0%), "
+                          "normalization=None, metadata=['subject'], synthetic='simulated')")
+
+
+# -- whatever the bytes, a TrialData or a ValueError that names the file ------------------------
+
+NAMES = ["ref_0", "ref_1", "comp_0", "comp_1", "response", "subject", "", " ref_0", "Response",
+         "ref_2", "comp_01"]
+
+
+def good(name: str) -> st.SearchStrategy[str]:
+    """Cells that fit the column ``name``."""
+    if name == "response":
+        return st.sampled_from(["0", "1", " 1", "0.0 "])
+    if name.startswith(("ref_", "comp_")):
+        return st.floats(-1, 1).map(repr)
+    return st.just("") if not name else st.text(max_size=6)
+
+
+ODD_CELLS = st.one_of(
+    st.sampled_from(["0.5", "-1", "1.5", "", " ", "nan", "1e999", "x", '"', '"a,b"', "#", "0,1"]),
+    st.text(max_size=8),
+)
+
+
+@st.composite
+def csv_files(draw) -> bytes:
+    """A file: random bytes, or a header and rows of cells (mostly well formed, some odd)."""
+    if draw(st.integers(0, 5)) == 0:
+        return draw(st.binary(max_size=200))
+    header = draw(st.lists(st.sampled_from(NAMES), max_size=8))
+    if draw(st.integers(0, 3)) > 0:
+        header = ["ref_0", "ref_1", "comp_0", "comp_1", "response"]
+        header += draw(st.lists(st.sampled_from(["subject", "", "session", "comp_2", ""]), max_size=2,
+                                unique=True))
+    odd = draw(st.sampled_from([0.0, 0.0, 0.05, 0.3]))  # the share of odd cells
+    rows = []
+    for _ in range(draw(st.integers(1, 6))):
+        width = len(header) if draw(st.integers(0, 9)) else draw(st.integers(0, 9))
+        names = header + [""] * width
+        rows.append([draw(ODD_CELLS if draw(st.floats(0, 1)) < odd else good(names[k]))
+                     for k in range(width)])
+    sep = draw(st.sampled_from([","] * 6 + [", ", ";", "\t"]))
+    end = draw(st.sampled_from(["\n", "\n", "\r\n", "\r"]))
+    pre = draw(st.sampled_from(["", "", "", "", "# comment" + end, "# psyphy_pp synthetic: sim" + end,
+                                '# psyphy_pp normalization: {"low": [-1, -2], "high": [1, 2]}' + end,
+                                "# psyphy_pp normalization: [" + end]))
+    lines = [sep.join(cells) for cells in [header, *rows]]
+    text = pre + end.join(lines) + draw(st.sampled_from(["", end]))
+    encoding = draw(st.sampled_from(["utf-8"] * 6 + ["utf-8-sig", "latin-1", "utf-16"]))
+    return text.encode(encoding, errors="replace")
+
+
+@settings(max_examples=120, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(content=csv_files())
+def test_any_file_gives_trials_or_a_value_error_naming_it(tmp_path, content):
+    path = tmp_path / "any.csv"
+    path.write_bytes(content)
+    try:
+        data = pp.TrialData.from_csv(path)
+    except ValueError as err:
+        message = str(err)
+        assert message.startswith(str(path)), message
+        assert "\n" not in message and "\r" not in message, message
+    else:
+        assert isinstance(data, pp.TrialData) and data.num_trials >= 1
+        assert np.all(np.abs(data.refs) <= 1) and set(data.responses.tolist()) <= {0, 1}
+        # Nothing dropped: one trial for each line after the header that has a cell.
+        text = content.decode("utf-8-sig")
+        lines = io.StringIO(text, newline="").readlines()  # line breaks as the reader sees them
+        body = [ln for ln in lines if ln.strip().strip(",").strip()]
+        header_at = next(k for k, ln in enumerate(body) if not ln.strip().startswith("#"))
+        if '"' not in text:
+            assert data.num_trials == len(body) - header_at - 1
