@@ -18,8 +18,10 @@ from psyphy_pp.fitio import SavedFit as SavedFit
 from psyphy_pp.fitio import load_fit as load_fit
 from psyphy_pp.fitio import save_fit as save_fit
 from psyphy_pp.inference import ConvergenceWarning as ConvergenceWarning
+from psyphy_pp.inference import DataWarning as DataWarning
 from psyphy_pp.inference import FitDivergedError as FitDivergedError
 from psyphy_pp.inference import MapResult as MapResult
+from psyphy_pp.inference import PsyphyWarning as PsyphyWarning
 from psyphy_pp.inference import fit_map as fit_map
 from psyphy_pp.model import WPPM as WPPM
 from psyphy_pp.normalization import Normalization as Normalization
@@ -42,6 +44,8 @@ __all__ = [
     "MapResult",
     "FitDivergedError",
     "ConvergenceWarning",
+    "DataWarning",
+    "PsyphyWarning",
     "fit_map",
     "fit_map_scratch",
     "simulate",

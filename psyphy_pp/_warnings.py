@@ -9,3 +9,7 @@ class PsyphyWarning(UserWarning):
 
 class ConvergenceWarning(PsyphyWarning):
     """A fit reached its maximum number of steps before it converged."""
+
+
+class DataWarning(PsyphyWarning):
+    """The data look wrong for a fit: below chance, one kind of response, too few trials."""

@@ -54,11 +54,16 @@ __all__ = [
     "DEFAULT_NUM_STEPS",
     "FitDivergedError",
     "ConvergenceWarning",
+    "DataWarning",
+    "PsyphyWarning",
+    "data_warnings",
 ]
 
 import collections
 import logging
 import math
+import signal
+import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -75,7 +80,8 @@ from psyphy_pp._jit import jit
 from psyphy_pp._progress import progress
 from psyphy_pp._typing import Params, PRNGKey
 from psyphy_pp._validation import check_choice, check_nonnegative, check_positive
-from psyphy_pp._warnings import ConvergenceWarning
+from psyphy_pp._warnings import ConvergenceWarning, DataWarning, PsyphyWarning
+from psyphy_pp.checkpoint import Checkpoint
 from psyphy_pp.data import TrialData
 from psyphy_pp.model import SITE_W, WPPM
 from psyphy_pp.optim import Convergence, OptaxWithValueFn
@@ -94,8 +100,10 @@ class FitDivergedError(FloatingPointError):
     """The loss became non-finite during a fit.
 
     Attributes:
-        step: The first step with a non-finite loss.
-        last_params: The last parameters whose loss was finite.
+        step: The first step with a non-finite loss, or the number of steps run
+            when the loss ended higher than it started.
+        last_params: The last parameters whose loss was finite (the parameters
+            of the lowest loss, when the loss ended higher than it started).
         losses: The losses of the steps before ``step``.
         result: A :class:`MapResult` of the fit up to ``last_params``
             (``converged=False``), for saving what was done; set by the fit
@@ -103,7 +111,7 @@ class FitDivergedError(FloatingPointError):
     """
 
     def __init__(self, step: int, last_params: Params, learning_rate: float | None,
-                 losses: np.ndarray | None = None):
+                 losses: np.ndarray | None = None, *, worse: tuple[float, float] | None = None):
         self.step = step
         self.last_params = last_params
         self.losses = np.empty(0) if losses is None else losses
@@ -113,8 +121,13 @@ class FitDivergedError(FloatingPointError):
             if learning_rate is not None
             else "try a smaller learning rate"
         )
-        super().__init__(f"the loss became non-finite at step {step}; {hint} "
-                         "or enable gradient clipping (clip_norm=1.0)")
+        if worse is None:
+            what = f"the loss became non-finite at step {step}"
+        else:
+            what = (f"the loss ended higher than it started ({worse[1]:.6g} > {worse[0]:.6g} "
+                    f"nats per trial after {step} steps; last_params are those of the lowest "
+                    "loss)")
+        super().__init__(f"{what}; {hint} or enable gradient clipping (clip_norm=1.0)")
 
 
 @dataclass(frozen=True)
@@ -157,6 +170,8 @@ class MapResult:
     convergence: str = ""
     nll_per_trial: float = math.nan
     constant_nll_per_trial: float = math.nan
+    interrupted: bool = False
+    checkpoint: Checkpoint | None = field(default=None, repr=False, compare=False)
 
     loss_scaling: str = "mean negative log posterior per trial"
 
@@ -180,8 +195,9 @@ class MapResult:
         return float(self.losses[-1])
 
     def __repr__(self) -> str:
+        stopped = ", interrupted=True" if self.interrupted else ""
         return (
-            f"MapResult(method={self.method!r}, converged={self.converged}, "
+            f"MapResult(method={self.method!r}, converged={self.converged}{stopped}, "
             f"num_steps={self.num_steps}, final_loss={self.final_loss:.6g}, "
             f"nll_per_trial={self.nll_per_trial:.5g} (constant observer "
             f"{self.constant_nll_per_trial:.5g}), optimizer={self.settings.get('optimizer')!r})"
@@ -203,6 +219,39 @@ def check_model_and_data(model: WPPM, data: TrialData) -> None:
     if not isinstance(data, TrialData):
         raise ValueError(f"data must be a psyphy_pp.TrialData, got {type(data).__name__}")
     data.check_model(model.input_dim)
+
+
+def data_warnings(model: WPPM, data: TrialData) -> list[str]:
+    """What looks wrong with ``data`` for fitting ``model``, in words (empty if nothing).
+
+    Checks the proportion correct against chance (1/3 in the oddity task), whether
+    every response is the same, and the number of trials against the number of
+    weights. :func:`fit_map` and :func:`fit_map_scratch` warn each with a
+    :class:`~psyphy_pp.DataWarning`; ``psyphy-pp fit`` also writes them to
+    summary.txt.
+
+    Examples:
+        >>> import numpy as np, psyphy_pp as pp
+        >>> data = pp.TrialData(np.zeros((3, 2)), np.full((3, 2), 0.1), np.zeros(3, int))
+        >>> for w in data_warnings(pp.WPPM(basis_degree=1), data): print(w)
+        every response is 0: the field cannot be estimated from one kind of answer
+        the proportion correct is 0, below chance (1/3) for an oddity task: are the responses coded 1 = correct?
+        3 trials for 24 weights: the prior, not the data, will decide most of the field
+    """
+    y = np.asarray(data.responses)
+    found = []
+    if y.size and np.all(y == y[0]):
+        found.append(f"every response is {int(y[0])}: the field cannot be estimated from one "
+                     "kind of answer")
+    rate = float(np.mean(y)) if y.size else math.nan
+    if rate < 1.0 / 3.0:
+        found.append(f"the proportion correct is {rate:.3g}, below chance (1/3) for an oddity "
+                     "task: are the responses coded 1 = correct?")
+    num_weights = int(np.prod(model.weights_shape))
+    if data.num_trials < num_weights:
+        found.append(f"{data.num_trials} trials for {num_weights} weights: the prior, not the "
+                     "data, will decide most of the field")
+    return found
 
 
 def prepare_fit(
@@ -281,8 +330,15 @@ def prepare_fit(
     if init_params is None:
         init_params = model.sample_prior(init_key)
     else:
-        model.weights(init_params)  # shape check
-        init_params = {SITE_W: jnp.asarray(init_params[SITE_W], dtype=jnp.result_type(float))}
+        W0 = np.asarray(model.weights(init_params))  # shape check
+        if not np.all(np.isfinite(W0)):
+            raise ValueError(
+                f"init_params['W'] must be finite, got {int(np.sum(~np.isfinite(W0)))} "
+                f"non-finite values of {W0.size}"
+            )
+        init_params = {SITE_W: jnp.asarray(W0, dtype=jnp.result_type(float))}
+    for message in data_warnings(model, data):
+        warnings.warn(message, DataWarning, stacklevel=3)
     if sharding is not None:
         init_params = sharding.replicate(init_params)
     rule = None
@@ -304,9 +360,57 @@ def prepare_fit(
     return optimizer, init_params, noise_key, settings, sharding
 
 
+def resume_from(
+    resume: MapResult | Checkpoint | None, init_params: Params | None
+) -> tuple[Checkpoint | None, Params | None]:
+    """The checkpoint to continue from, and the start to report (the original one).
+
+    Raises:
+        ValueError: If ``resume`` is neither a MapResult with a checkpoint nor a
+            :class:`~psyphy_pp.checkpoint.Checkpoint`, or comes with ``init_params``.
+    """
+    if resume is None:
+        return None, init_params
+    if init_params is not None:
+        raise ValueError("pass either resume or init_params, not both (resume continues "
+                         "from the checkpoint's parameters)")
+    if isinstance(resume, MapResult):
+        if resume.checkpoint is None:
+            raise ValueError("resume: this MapResult has no checkpoint (it was loaded "
+                             "from a file?); pass the Checkpoint itself")
+        return resume.checkpoint, resume.init_params
+    if isinstance(resume, Checkpoint):
+        return resume, None
+    raise ValueError(f"resume must be a MapResult or a Checkpoint, got {type(resume).__name__}")
+
+
 def place_data(sharding: TrialSharding | None, data: TrialData, dtype: Any) -> TrialArrays:
     """The trial arrays of ``data`` for ``sharding`` (padded, masked and placed)."""
     return place_trials(sharding, data.refs, data.comparisons, data.responses, dtype=dtype)
+
+
+class _StopOnSigint:
+    """While active, the first SIGINT (Ctrl-C) asks the loop to stop at the next
+    step boundary instead of raising inside a step; a second one raises as usual.
+    Only the main thread can handle signals; elsewhere this does nothing."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        if self.requested:  # asked twice: stop now
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self) -> _StopOnSigint:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
 
 
 def run_loop(
@@ -318,40 +422,58 @@ def run_loop(
     desc: str,
     progress_bar: bool,
     settings: dict,
+    method: str = "scratch",
+    resume: Checkpoint | None = None,
 ) -> tuple[Any, Any, np.ndarray, dict]:
     """Drive ``state, loss = step(state, t)`` until converged or ``num_steps`` ran.
 
     Shows a progress bar, applies ``settings["convergence"]`` (the stopping
-    rule, or None to run every step) and stops with :class:`FitDivergedError`
-    at the first non-finite loss (the state before that step is kept on the
-    exception).
+    rule, or None to run every step), stops with :class:`FitDivergedError` at
+    the first non-finite loss (the state before that step is kept on the
+    exception) or when the loss ends higher than it started, and stops at a step
+    boundary on SIGINT (Ctrl-C), with ``info["interrupted"]`` True. With
+    ``resume``, ``state`` is already the checkpoint's and the loop continues from
+    ``resume.step`` with its stopping-rule window and losses.
 
     Returns:
         ``(state, last_state, losses, info)``: the final state, the state at
         which the last loss was evaluated, the losses of the steps that ran,
         and ``info`` with ``converged``, ``convergence`` (in words),
+        ``interrupted``, ``checkpoint`` (a :class:`~psyphy_pp.checkpoint.Checkpoint`),
         ``first_step_seconds`` (including compilation) and ``seconds_per_step``
         (the mean of the others).
     """
     rule: Convergence | None = settings["convergence"]
     learning_rate = settings["learning_rate"]
-    losses = np.empty(num_steps)
+    losses = np.full(num_steps, np.nan)
     recent: collections.deque = collections.deque(maxlen=1 if rule is None else rule.window + 1)
-    converged = False
+    begin = 0
+    if resume is not None:
+        begin = resume.step
+        losses[:begin] = resume.losses[:begin]
+        recent.extend(resume.window)
+    converged = interrupted = False
     start = time.perf_counter()
     first = start
-    t = -1
+    t = begin - 1
     last_state = state
+    best_state, best_loss = state, math.inf
     change = math.nan
-    with progress(num_steps, desc, progress_bar) as bar:
-        for t in range(num_steps):
+    with progress(num_steps, desc, progress_bar) as bar, _StopOnSigint() as sigint:
+        bar.update(begin)
+        for t in range(begin, num_steps):
+            if sigint.requested:
+                interrupted, t = True, t - 1
+                break
             new_state, loss = step(state, t)
             losses[t] = loss  # waits for the step to finish
-            if t == 0:
+            if t == begin:
                 first = time.perf_counter()
             if not np.isfinite(losses[t]):  # at params(state); losses[t - 1] at last_state's
                 good = get_params(last_state if t else state)
                 raise FitDivergedError(t, good, learning_rate, losses[:t].copy())
+            if losses[t] < best_loss:
+                best_state, best_loss = state, losses[t]
             last_state, state = state, new_state
             bar.update(1)
             if t % 10 == 0:
@@ -365,15 +487,24 @@ def run_loop(
                         converged = True
                         break
     num_run = t + 1
+    if num_run == 0:  # interrupted before the first step: nothing to keep
+        raise KeyboardInterrupt
     losses = losses[:num_run]
     params = get_params(state)
     if not all(np.all(np.isfinite(v)) for v in jax.tree_util.tree_leaves(params)):
         raise FitDivergedError(num_run, get_params(last_state), learning_rate, losses)
+    if num_run > 1 and losses[-1] > losses[0] + 1e-6 * abs(losses[0]):
+        raise FitDivergedError(num_run, get_params(best_state), learning_rate, losses,
+                               worse=(float(losses[0]), float(losses[-1])))
     end = time.perf_counter()
-    if rule is None:
+    if interrupted:
+        note = (f"interrupted (SIGINT) after {num_run} steps; continue with "
+                "resume=result (psyphy-pp fit --resume DIR)")
+        converged_flag: bool | None = False
+    elif rule is None:
         note = ("not assessed: with fresh Monte Carlo noise the loss is a noisy estimate, "
                 f"so all {num_steps} steps ran")
-        converged_flag: bool | None = None
+        converged_flag = None
     elif converged:
         note = (f"converged at step {num_run}: the parameters moved by {change:.2g} <= tol "
                 f"{rule.tol:g} (relative) over the last {rule.window} steps")
@@ -381,16 +512,29 @@ def run_loop(
     else:
         note = (f"did not converge in num_steps={num_steps}: the parameters still moved by "
                 f"{change:.2g} (relative; tol {rule.tol}) over the last {rule.window} steps; "
-                "raise num_steps, or continue with init_params=result.params")
+                "raise num_steps, or continue with resume=result")
         converged_flag = False
+    checkpoint = Checkpoint(
+        method=method, step=num_run,
+        leaves=[np.asarray(a) for a in jax.tree_util.tree_leaves(state)],
+        window=list(recent), losses=losses.copy(),
+        settings={k: settings[k] for k in _RESUME_SETTINGS},
+    )
+    ran = num_run - begin
     info = {
         "converged": converged_flag,
         "convergence": note,
+        "interrupted": interrupted,
+        "checkpoint": checkpoint,
         "first_step_seconds": first - start,  # includes compilation
-        "seconds_per_step": (end - first) / (num_run - 1) if num_run > 1 else None,
+        "seconds_per_step": (end - first) / (ran - 1) if ran > 1 else None,
     }
     logger.info("%s: %d steps, loss %.6g -> %.6g; %s", desc, num_run, losses[0], losses[-1], note)
     return state, last_state, losses, info
+
+
+#: The settings a resumed fit must share with its checkpoint.
+_RESUME_SETTINGS = ("optimizer", "seed", "tol", "num_trials")
 
 
 def finish_fit(
@@ -415,12 +559,14 @@ def finish_fit(
             nll = float(losses[-1]) + log_prior / num_trials
         kept = {k: v for k, v in settings.items() if k != "convergence"}
         kept["num_steps_run"] = len(losses)
-        kept.update({k: v for k, v in info.items() if k not in ("converged", "convergence")})
+        special = ("converged", "convergence", "interrupted", "checkpoint")
+        kept.update({k: v for k, v in info.items() if k not in special})
         return MapResult(
             params=params, losses=losses, init_params=init_params, model=model, data=data,
             method=method, settings=kept, converged=info["converged"],
             convergence=info["convergence"], nll_per_trial=nll,
             constant_nll_per_trial=constant_nll(np.asarray(data.responses)),
+            interrupted=info.get("interrupted", False), checkpoint=info.get("checkpoint"),
         )
 
     try:
@@ -430,7 +576,7 @@ def finish_fit(
         err.result = package(err.last_params, err.losses, info, None)
         raise
     result = package(get_params(state), losses, info, get_params(last_state))
-    if result.converged is False:
+    if result.converged is False and not result.interrupted:
         warnings.warn(f"{'fit_map' if method == 'svi' else 'fit_map_scratch'} "
                       f"{result.convergence}", ConvergenceWarning, stacklevel=3)
     return result
@@ -450,6 +596,7 @@ def fit_map(
     init_params: Params | None = None,
     progress_bar: bool = True,
     devices: DevicesLike = None,
+    resume: MapResult | Checkpoint | None = None,
 ) -> MapResult:
     """MAP estimate by NumPyro SVI with an ``AutoDelta`` guide and optax.
 
@@ -484,9 +631,16 @@ def fit_map(
             ``jax.Device`` or a 1-D ``jax.sharding.Mesh`` with axis ``"trials"``
             (see :func:`~psyphy_pp.sharding.trial_sharding`). With several
             processes, ``data`` is this process's slice of the trials.
+        resume: A :class:`MapResult` of this function (interrupted, or not
+            converged) or its :class:`~psyphy_pp.checkpoint.Checkpoint`: continue
+            from where it stopped, with the same arguments otherwise. On a
+            deterministic likelihood the fit then ends where one uninterrupted
+            fit would. ``num_steps`` counts the steps already run.
 
     Returns:
-        A :class:`MapResult` with ``method="svi"``.
+        A :class:`MapResult` with ``method="svi"``. If SIGINT (Ctrl-C) arrives
+        during the loop, the fit stops at the next step boundary and the result
+        has ``interrupted=True``.
 
     Raises:
         ValueError: For invalid arguments, before anything is compiled.
@@ -513,11 +667,14 @@ def fit_map(
     from numpyro.infer.autoguide import AutoDelta
     from numpyro.infer.initialization import init_to_value
 
+    checkpoint, init_params = resume_from(resume, init_params)
     optimizer, init_params, noise_key, settings, sharding = prepare_fit(
         model, data, num_steps=num_steps, learning_rate=learning_rate, momentum=momentum,
         clip_norm=clip_norm, optimizer=optimizer, seed=seed, init_params=init_params,
         tol=tol, devices=devices,
     )
+    if checkpoint is not None:
+        checkpoint.check_settings("svi", settings)
     arrays = place_data(sharding, data, init_params[SITE_W].dtype)
     refs, comps, y = arrays.refs, arrays.comparisons, arrays.responses
     mask = arrays.mask  # masks the padding trials of a sharded run; None otherwise
@@ -535,6 +692,8 @@ def fit_map(
     # SVI.init runs the model eagerly, op by op, to set up the guide; on the
     # prior alone that takes ~2 s instead of ~17 s (P-std, 2 cores).
     svi_state = svi.init(jax.random.PRNGKey(seed), refs, comps, y, prototype=True)
+    if checkpoint is not None:
+        svi_state = checkpoint.restore(svi_state)
     update = jit(svi.update)
 
     def step(state, t):
@@ -545,7 +704,8 @@ def fit_map(
 
     def run():
         return run_loop(step, svi_state, get_params, num_steps, desc="fit_map (SVI)",
-                        progress_bar=progress_bar, settings=settings)
+                        progress_bar=progress_bar, settings=settings, method="svi",
+                        resume=checkpoint)
 
     return finish_fit("svi", model, data, init_params, settings, run, get_params,
                       arrays.num_trials)

@@ -20,6 +20,7 @@ import optax
 from psyphy_pp import defaults
 from psyphy_pp._jit import jit
 from psyphy_pp._typing import Array, Params, PRNGKey
+from psyphy_pp.checkpoint import Checkpoint
 from psyphy_pp.data import TrialData
 from psyphy_pp.inference import (
     DEFAULT_NUM_STEPS,
@@ -27,6 +28,7 @@ from psyphy_pp.inference import (
     finish_fit,
     place_data,
     prepare_fit,
+    resume_from,
     run_loop,
 )
 from psyphy_pp.model import SITE_W, WPPM
@@ -101,10 +103,11 @@ def fit_map_scratch(
     init_params: Params | None = None,
     progress_bar: bool = True,
     devices: DevicesLike = None,
+    resume: MapResult | Checkpoint | None = None,
 ) -> MapResult:
     """MAP estimate by a hand-written, jitted optax loop.
 
-    Same arguments (``devices`` included), defaults, objective, stopping rule and
+    Same arguments (``devices`` and ``resume`` included), defaults, objective, stopping rule and
     key schedule as :func:`~psyphy_pp.fit_map`; returns a
     :class:`~psyphy_pp.MapResult` with ``method="scratch"``.
 
@@ -117,11 +120,14 @@ def fit_map_scratch(
         >>> fit.converged, fit.num_steps < 1000
         (True, True)
     """
+    checkpoint, init_params = resume_from(resume, init_params)
     optimizer, init_params, noise_key, settings, sharding = prepare_fit(
         model, data, num_steps=num_steps, learning_rate=learning_rate, momentum=momentum,
         clip_norm=clip_norm, optimizer=optimizer, seed=seed, init_params=init_params,
         tol=tol, devices=devices,
     )
+    if checkpoint is not None:
+        checkpoint.check_settings("scratch", settings)
     # --8<-- [start:loop]
     loss = make_loss(model, data, dtype=init_params[SITE_W].dtype, devices=sharding or 1)
     step = make_step(loss, optimizer)
@@ -134,8 +140,11 @@ def fit_map_scratch(
 
     def run():  # steps until converged (settings["convergence"]) or num_steps
         state = (init_params, init_state(optimizer, init_params))
+        if checkpoint is not None:  # continue where an earlier run stopped
+            state = checkpoint.restore(state)
         return run_loop(advance, state, lambda s: s[0], num_steps, desc="fit_map_scratch",
-                        progress_bar=progress_bar, settings=settings)
+                        progress_bar=progress_bar, settings=settings, method="scratch",
+                        resume=checkpoint)
     # --8<-- [end:loop]
     return finish_fit("scratch", model, data, init_params, settings, run, lambda s: s[0],
                       data.num_trials)

@@ -243,3 +243,74 @@ def test_divergence_keeps_a_partial_result(p_small):
     assert result is not None and result.converged is False
     assert np.all(np.isfinite(np.asarray(result.params["W"])))
     assert "diverged" in result.convergence
+
+
+# -- nothing lost, nothing misreported (issue 13) -----------------------------------------
+def _settings(rule=None):
+    return {"convergence": rule, "learning_rate": None, "optimizer": "test", "seed": 0,
+            "tol": None, "num_trials": 1}
+
+
+def test_run_loop_stops_at_a_step_boundary_on_sigint():
+    import os
+    import signal
+
+    from psyphy_pp.inference import run_loop
+
+    def step(state, t):
+        if t == 3:
+            os.kill(os.getpid(), signal.SIGINT)  # arrives "during" step 3, which completes
+        return state - 0.1, float(np.sum(state**2))
+
+    state, _, losses, info = run_loop(step, np.ones(2), lambda s: {"W": s}, 100, desc="t",
+                                      progress_bar=False, settings=_settings())
+    assert info["interrupted"] and len(losses) == 4 and info["checkpoint"].step == 4
+    np.testing.assert_allclose(state, 0.6)
+
+
+def test_loss_ending_higher_than_it_started_is_a_divergence():
+    from psyphy_pp.inference import run_loop
+
+    with pytest.raises(pp.FitDivergedError, match="ended higher than it started") as info:
+        run_loop(lambda s, t: (s + 1.0, float(s[0])), np.zeros(1), lambda s: {"W": s}, 5,
+                 desc="t", progress_bar=False, settings=_settings())
+    assert float(info.value.last_params["W"][0]) == 0.0  # the lowest loss's parameters
+
+
+def test_init_params_must_be_finite(p_small):
+    W = np.full(p_small.model.weights_shape, np.nan)
+    with pytest.raises(ValueError, match=r"init_params\['W'\] must be finite"):
+        pp.fit_map(p_small.model, p_small.data, init_params={"W": W}, progress_bar=False)
+
+
+def test_data_warnings_name_what_looks_wrong():
+    model = pp.WPPM(basis_degree=1)
+    data = pp.TrialData(np.zeros((3, 2)), np.full((3, 2), 0.1), np.zeros(3, int))
+    found = pp.inference.data_warnings(model, data)
+    assert [w.split(":")[0].split(",")[0] for w in found] == [
+        "every response is 0", "the proportion correct is 0", "3 trials for 24 weights"]
+    with pytest.warns(pp.DataWarning, match="every response is 0"):
+        pp.fit_map_scratch(model, data, num_steps=1, progress_bar=False)
+
+
+@pytest.mark.parametrize("fit", [
+    # fit_map's resume also runs in test_cli's SIGINT test
+    pytest.param(pp.fit_map, marks=pytest.mark.study),
+    pp.fit_map_scratch,
+])
+def test_resume_ends_where_an_uninterrupted_fit_does(p_small, fit, tmp_path):
+    """A fit stopped half-way (here by num_steps) and resumed from its checkpoint,
+    saved and loaded, ends at the same W as one fit: to 1e-6 relative."""
+    from psyphy_pp.checkpoint import Checkpoint
+
+    model, data = p_small.model, p_small.data
+    whole = fit(model, data, progress_bar=False)
+    assert whole.converged
+    half = fit(model, data, num_steps=whole.num_steps // 2, progress_bar=False)
+    half.checkpoint.save(tmp_path / "c.npz")
+    resumed = fit(model, data, progress_bar=False, resume=Checkpoint.load(tmp_path / "c.npz"))
+    assert resumed.converged and resumed.num_steps == whole.num_steps
+    W1, W2 = np.asarray(whole.params["W"]), np.asarray(resumed.params["W"])
+    assert np.max(np.abs(W2 - W1)) <= 1e-6 * np.max(np.abs(W1))
+    with pytest.raises(ValueError, match="seed must be what the interrupted fit used"):
+        fit(model, data, progress_bar=False, seed=1, resume=half)
