@@ -32,8 +32,14 @@ Exit status:
 * 2: command-line usage error;
 * 3 (``fit``): the MAP did not converge within ``--num-steps``; everything is
   still written, and summary.txt says so;
-* 4 (``fit``): the MAP diverged (its loss became non-finite); the fit up to the
-  last finite step is written.
+* 4 (``fit``): the MAP diverged (its loss became non-finite, or ended higher
+  than it started); the fit up to the last good step is written;
+* 130: interrupted (Ctrl-C). ``fit`` stops at a step boundary and writes the fit
+  so far and ``checkpoint.npz``; ``psyphy-pp fit DATA.csv --resume DIR`` continues.
+
+Nothing is overwritten silently: an existing output is refused, with its name,
+unless ``--force`` is given (``fit --force`` replaces the output directory as a
+whole). Output locations and options are checked before anything is computed.
 """
 
 from __future__ import annotations
@@ -41,8 +47,12 @@ from __future__ import annotations
 __all__ = ["main", "build_parser"]
 
 import argparse
+import os
+import shutil
 import sys
+import tempfile
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -62,6 +72,8 @@ PROG = "psyphy-pp"
 EXIT_NOT_CONVERGED = 3
 #: Exit status of ``fit`` when the MAP diverged (the last finite state is saved).
 EXIT_DIVERGED = 4
+#: Exit status after Ctrl-C (``fit`` saves its checkpoint first).
+EXIT_INTERRUPTED = 130
 
 
 class _UsageExit(Exception):
@@ -126,6 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--radius", type=float, default=2.8,
                    help="comparison distance in noise standard deviations of the truth (default 2.8)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    _add_force(p, "the CSV file and the truth file")
     _add_model(p, diag_term=1e-9)
     _add_box(p)
 
@@ -158,6 +171,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-chains", type=int, default=2, help="NUTS chains (default 2)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.add_argument("--resume", type=Path, metavar="DIR",
+                   help="continue the interrupted (or unconverged) fit in DIR from its "
+                        "checkpoint.npz, with the same options; writes into DIR")
+    _add_force(p, "the output directory (as a whole)")
     _add_model(p, diag_term=1e-4)
     _add_box(p)
 
@@ -170,6 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_threshold_options(p)
     p.add_argument("--out", type=Path, help="CSV file to write (default: thresholds.csv next to FIT)")
     p.add_argument("--points", type=Path, help="also write one row per (reference, direction) here")
+    _add_force(p, "the CSV files")
 
     p = sub.add_parser("plot", help="PNG figures of a fit",
                        description="Draw the threshold-ellipse field (2D), psychometric curves "
@@ -179,7 +197,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_threshold_options(p)
     p.add_argument("--out", type=Path, help="directory for the PNG files (default: next to FIT)")
     p.add_argument("--dpi", type=int, default=120, help="resolution (default 120)")
+    _add_force(p, "the PNG files")
     return parser
+
+
+def _add_force(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--force", action="store_true", help=f"replace existing outputs ({what})")
 
 
 def _add_threshold_options(p: argparse.ArgumentParser) -> None:
@@ -203,6 +226,43 @@ def _normalization(args: argparse.Namespace) -> Any:
     if args.low is None or args.high is None:
         raise ValueError("--low and --high must be given together")
     return Normalization(args.low, args.high, args.names)
+
+
+def _check_int(name: str, value: int | None, minimum: int = 1) -> None:
+    if value is not None and value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, got {value}")
+
+
+def _check_threshold_options(args: argparse.Namespace) -> None:
+    """The options of ``thresholds`` and ``plot``, checked before anything is computed."""
+    _check_int("--grid-size", args.grid_size)
+    _check_int("--num-directions", args.num_directions, 2)
+    _check_int("--max-draws", args.max_draws)
+    if not 0.0 < args.prob < 1.0:
+        raise ValueError(f"--prob must be between 0 and 1 (exclusive), got {args.prob}")
+    if not 1.0 / 3.0 < args.target < 1.0:
+        raise ValueError("--target must be between chance (1/3) and 1 (exclusive), got "
+                         f"{args.target}")
+
+
+def _check_writable_dir(directory: Path) -> None:
+    """Raise ``ValueError`` unless files can be written into ``directory`` (made if missing)."""
+    existing = directory
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ValueError(f"cannot write into {directory}: {existing} is a file, not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"cannot write into {directory}: {existing} is not writable")
+
+
+def _check_new_file(path: Path, force: bool, what: str) -> None:
+    """Refuse an existing ``path`` (unless ``force``) or an unwritable place, before computing."""
+    if path.is_dir():
+        raise ValueError(f"{what} {path} is a directory; give a file name")
+    if path.exists() and not force:
+        raise ValueError(f"{what} {path} already exists; pass --force to replace it")
+    _check_writable_dir(path.parent)
 
 
 def _model(args: argparse.Namespace, input_dim: int) -> Any:
@@ -235,6 +295,11 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     if norm is not None and norm.input_dim != args.input_dim:
         raise ValueError(f"--low/--high must have {args.input_dim} values (--input-dim), "
                          f"got {norm.input_dim}")
+    truth_path = args.truth_out or args.out.with_name(args.out.stem + "_truth.npz")
+    _check_new_file(args.out, args.force, "the data file")
+    _check_new_file(truth_path, args.force, "the truth file")
+    _check_int("--grid-size", args.grid_size)
+    _check_int("--trials-per-ref", args.trials_per_ref)
     model = _model(args, args.input_dim)
     model = _replace(model, task=task_for("simulate", model.task, model.input_dim))
     key = jax.random.PRNGKey(args.seed)
@@ -249,10 +314,11 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
                                          norm.to_user_exact(data.comparisons),
                                          data.responses, norm)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    data.to_csv(args.out)
-    truth_path = args.truth_out or args.out.with_name(args.out.stem + "_truth.npz")
+    truth_path.parent.mkdir(parents=True, exist_ok=True)
+    data.to_csv(args.out, overwrite=args.force)
     save_fit(truth_path, SavedFit(model, truth, method="truth", normalization=norm,
-                                  settings={"seed": args.seed}), include_data=False)
+                                  settings={"seed": args.seed}), include_data=False,
+             overwrite=args.force)
     print(f"wrote {data.num_trials} trials ({data.responses.mean():.1%} correct) to {args.out}")
     print(f"wrote the ground truth to {truth_path}")
     return 0
@@ -264,68 +330,132 @@ def _replace(obj: Any, **changes: Any) -> Any:
     return dataclasses.replace(obj, **changes)
 
 
+def _fit_directory(args: argparse.Namespace) -> Path:
+    """The output directory of ``fit``, checked before the fit runs."""
+    if args.resume is not None:
+        if args.out is not None and args.out != args.resume:
+            raise ValueError(f"--resume {args.resume} writes into {args.resume}; drop --out "
+                             f"{args.out}")
+        return args.resume
+    out = args.out or args.data.with_name(args.data.stem + "_fit")
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file, not a directory")
+    if out.exists() and any(out.iterdir()) and not args.force:
+        raise ValueError(f"the output directory {out} already exists; pass --force to replace "
+                         f"it as a whole, or --resume {out} to continue its fit")
+    _check_writable_dir(out.parent)
+    return out
+
+
 def _cmd_fit(args: argparse.Namespace) -> int:
-    import warnings
-
-    import psyphy_pp as pp
+    from psyphy_pp.checkpoint import CHECKPOINT_FILE, Checkpoint
     from psyphy_pp.data import TrialData
-    from psyphy_pp.fitio import SavedFit, save_fit
 
+    out = _fit_directory(args)
+    checkpoint = None
+    if args.resume is not None:
+        checkpoint = Checkpoint.load(args.resume / CHECKPOINT_FILE)
     data = TrialData.from_csv(args.data, normalization=_normalization(args))
     model = _model(args, data.input_dim)
-    out = args.out or args.data.with_name(args.data.stem + "_fit")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # Everything is written into a fresh directory beside OUT, which then replaces
+    # OUT as a whole: two fits never mix, and a failure leaves OUT as it was.
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    try:
+        status = _run_fit(args, data, model, checkpoint, staging, out)
+        _replace_directory(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return status
+
+
+def _replace_directory(new: Path, final: Path) -> None:
+    """Move ``new`` to ``final``, replacing a directory there as a whole."""
+    if final.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".old", dir=final.parent))
+        old.rmdir()
+        final.rename(old)
+        new.rename(final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        new.rename(final)
+
+
+def _run_fit(args: argparse.Namespace, data: Any, model: Any, checkpoint: Any,
+             staging: Path, out: Path) -> int:
+    import psyphy_pp as pp
+    from psyphy_pp.checkpoint import CHECKPOINT_FILE
+    from psyphy_pp.fitio import SavedFit, save_fit
+
     progress = not args.no_progress
     t0 = time.perf_counter()
     status = 0
     failure = None
-    with warnings.catch_warnings():  # the verdict is in the result; reported below
-        warnings.simplefilter("ignore", pp.ConvergenceWarning)
+    with warnings.catch_warnings(record=True) as caught:  # reported in summary.txt
+        warnings.simplefilter("ignore", pp.ConvergenceWarning)  # the verdict is in the result
+        warnings.simplefilter("always", pp.DataWarning)
         try:
             fit = pp.fit_map(model, data, num_steps=args.num_steps, optimizer=args.optimizer,
                              learning_rate=args.learning_rate, momentum=args.momentum,
-                             tol=args.tol, seed=args.seed, progress_bar=progress)
+                             tol=args.tol, seed=args.seed, progress_bar=progress,
+                             resume=checkpoint)
         except pp.FitDivergedError as err:
             if err.result is None:
                 raise
             fit, status, failure = err.result, EXIT_DIVERGED, f"the MAP diverged: {err}"
-    if status == 0 and fit.converged is False:
+    data_notes = [str(w.message) for w in caught if issubclass(w.category, pp.DataWarning)]
+    for note in data_notes:
+        sys.stderr.write(f"{PROG} fit: warning: {note}\n")
+    if status == 0 and fit.interrupted:
+        status, failure = EXIT_INTERRUPTED, f"interrupted after {fit.num_steps} steps"
+    elif status == 0 and fit.converged is False:
         status, failure = EXIT_NOT_CONVERGED, f"the MAP {fit.convergence}"
     t_map = time.perf_counter() - t0
     result: Any = fit
-    if args.method == "nuts" and status != EXIT_DIVERGED:
+    if args.method == "nuts" and status == 0:
         result = pp.fit_nuts(model, data, num_warmup=args.num_warmup, num_samples=args.num_draws,
                              num_chains=args.num_chains, seed=args.seed, init_params=fit.params,
                              progress_bar=progress)
     wall = time.perf_counter() - t0
-    out.mkdir(parents=True, exist_ok=True)
     saved = SavedFit.from_result(result)
     if saved.kind == "posterior" and saved.losses is None:
         saved = _replace(saved, losses=fit.losses)
-    fit_path = out / "fit.npz"
-    save_fit(fit_path, saved)
-    np.savez(out / "params.npz", W=np.asarray(saved.params["W"]))
-    written = [fit_path, out / "params.npz"]
+    save_fit(staging / "fit.npz", saved)
+    np.savez(staging / "params.npz", W=np.asarray(saved.params["W"]))
+    written = ["fit.npz", "params.npz"]
+    if status in (EXIT_INTERRUPTED, EXIT_NOT_CONVERGED) and fit.checkpoint is not None:
+        fit.checkpoint.save(staging / CHECKPOINT_FILE)
+        written.append(CHECKPOINT_FILE)
     notes = []
-    try:
-        pp.to_arviz(result).to_netcdf(str(out / "inference.nc"))
-        written.append(out / "inference.nc")
-    except Exception as err:  # report, do not hide: the fit itself is saved
-        notes.append(f"no ArviZ file: {type(err).__name__}: {_one_line(err)}")
-    text = _summary(args, data, fit, result, t_map, wall, written + [out / "summary.txt"], notes)
-    (out / "summary.txt").write_text(text + "\n", encoding="utf-8")
+    if status != EXIT_INTERRUPTED:
+        try:
+            pp.to_arviz(result).to_netcdf(str(staging / "inference.nc"))
+            written.append("inference.nc")
+        except Exception as err:  # report, do not hide: the fit itself is saved
+            notes.append(f"no ArviZ file: {type(err).__name__}: {_one_line(err)}")
+    written.append("summary.txt")
+    text = _summary(args, data, fit, result, t_map, wall, [out / w for w in written], notes,
+                    data_notes)
+    (staging / "summary.txt").write_text(text + "\n", encoding="utf-8")
     print(text)
-    if failure is not None:
+    if status == EXIT_INTERRUPTED:
+        sys.stderr.write(f"{PROG} fit: {failure}; the fit so far and its checkpoint are in "
+                         f"{out}; continue with: {PROG} fit {args.data} --resume {out}\n")
+    elif failure is not None:
         sys.stderr.write(f"{PROG} fit: {failure} (exit status {status}; the fit is saved in "
                          f"{out})\n")
     return status
 
 
 def _summary(args: argparse.Namespace, data: Any, fit: Any, result: Any, t_map: float,
-             wall: float, written: Sequence[Path], notes: Sequence[str]) -> str:
+             wall: float, written: Sequence[Path], notes: Sequence[str],
+             data_notes: Sequence[str] = ()) -> str:
     m = fit.model
     norm = data.normalization
     settings = fit.settings
-    if fit.converged is None:
+    if fit.interrupted:
+        verdict = "INTERRUPTED (resume with --resume)"
+    elif fit.converged is None:
         verdict = "convergence not assessed (fresh Monte Carlo noise)"
     else:
         verdict = "converged" if fit.converged else "NOT converged"
@@ -354,6 +484,7 @@ def _summary(args: argparse.Namespace, data: Any, fit: Any, result: Any, t_map: 
         lines.append(f"NUTS: {result.num_chains} chains x {result.num_samples} draws (warmup "
                      f"{args.num_warmup}), {div} divergences, task {result.model.task!r}")
     lines.append(f"wall time: {wall:.1f} s")
+    lines.append("warnings: " + ("; ".join(data_notes) if data_notes else "none"))
     lines += [f"note: {n}" for n in notes]
     lines.append("wrote: " + ", ".join(str(p) for p in written))
     return "\n".join(lines)
@@ -374,7 +505,7 @@ def _reference_points(saved: Any, grid_size: int | None) -> np.ndarray:
         refs = saved.data.unique_refs()
         if len(refs) <= 100:
             return refs
-    return grid_points(grid_size or 5, d, -0.8, 0.8)
+    return grid_points(5 if grid_size is None else grid_size, d, -0.8, 0.8)
 
 
 def _thin(saved: Any, max_draws: int) -> dict:
@@ -403,12 +534,16 @@ def _compute_thresholds(saved: Any, args: argparse.Namespace, refs: np.ndarray |
 def _cmd_thresholds(args: argparse.Namespace) -> int:
     from psyphy_pp.fitio import load_fit
 
+    _check_threshold_options(args)
+    out = args.out or args.fit.with_name("thresholds.csv")
+    _check_new_file(out, args.force, "the thresholds file")
+    if args.points:
+        _check_new_file(args.points, args.force, "the points file")
     saved = load_fit(args.fit)
     _, th = _compute_thresholds(saved, args)
-    out = args.out or args.fit.with_name("thresholds.csv")
-    th.to_csv(out, prob=args.prob)
+    th.to_csv(out, prob=args.prob, overwrite=args.force)
     if args.points:
-        th.to_csv(args.points, points=True, prob=args.prob)
+        th.to_csv(args.points, points=True, prob=args.prob, overwrite=args.force)
     n_ref, n_dir = th.refs.shape[0], th.directions.shape[0]
     frac = th.fraction_reached().mean()
     print(f"thresholds at P(correct) = {args.target:.4g} for {n_ref} references x {n_dir} "
@@ -426,6 +561,13 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     from psyphy_pp.fitio import load_fit
     from psyphy_pp.plotting import plot_losses, plot_psychometric_curves, plot_threshold_field
 
+    _check_threshold_options(args)
+    _check_int("--dpi", args.dpi)
+    out = args.out or args.fit.parent
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file, not a directory")
+    for name in ("thresholds.png", "psychometric.png", "losses.png"):
+        _check_new_file(out / name, args.force, "the figure")
     saved = load_fit(args.fit)
     truth = load_fit(args.truth) if args.truth else None
     if truth is not None and truth.model.input_dim != saved.model.input_dim:
@@ -433,7 +575,6 @@ def _cmd_plot(args: argparse.Namespace) -> int:
                          f"{saved.model.input_dim}")
     if truth is not None and _box(truth.normalization) != _box(saved.normalization):
         raise ValueError("--truth and the fit use different stimulus units (normalizations)")
-    out = args.out or args.fit.parent
     out.mkdir(parents=True, exist_ok=True)
     written = []
     d = saved.model.input_dim
@@ -481,8 +622,11 @@ def _panel_refs(refs: np.ndarray) -> np.ndarray:
 
 
 def _save(fig: Any, path: Path, dpi: int) -> Path:
+    from psyphy_pp._files import atomic_path
+
     fig.tight_layout()
-    fig.savefig(path, dpi=dpi)
+    with atomic_path(path, overwrite=True) as part:  # existing figures were refused up front
+        fig.savefig(part, dpi=dpi, format="png")
     return path
 
 
@@ -527,8 +671,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"{PROG} {args.command}: error: {reason}\n")
         return 1
     except KeyboardInterrupt:
-        sys.stderr.write(f"{PROG} {args.command}: interrupted\n")
-        return 130
+        sys.stderr.write(f"{PROG} {args.command}: interrupted; nothing was written\n")
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":  # pragma: no cover

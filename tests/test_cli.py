@@ -187,3 +187,107 @@ def test_fit_rejects_settings_that_would_be_ignored(tmp_path, capsys, extra, mes
     csv.write_text("ref_0,ref_1,comp_0,comp_1,response\n0,0,0.1,0,1\n0,0,0,0.1,0\n")
     assert main(["fit", str(csv), *SMALL_MODEL, "--no-progress", *extra]) == 1
     assert message in capsys.readouterr().err
+
+
+# -- nothing lost, nothing misreported (issue 13) -----------------------------------------
+@pytest.mark.slow  # shares the simulate + fit fixture
+def test_existing_outputs_are_refused_unless_forced(simulated, capsys):
+    csv, fit_dir = simulated / "trials.csv", simulated / "fit"
+    assert main(["simulate", str(csv), *SMALL_MODEL]) == 1
+    assert "trials.csv already exists; pass --force" in one_line_error(capsys)
+    assert main(["fit", str(csv), "--out", str(fit_dir), *SMALL_MODEL, "--no-progress"]) == 1
+    err = one_line_error(capsys)
+    assert "already exists; pass --force to replace it as a whole, or --resume" in err
+    th = simulated / "refused.csv"
+    th.write_text("keep me")
+    assert main(["thresholds", str(fit_dir / "fit.npz"), "--out", str(th), "--no-progress"]) == 1
+    assert "refused.csv already exists; pass --force" in one_line_error(capsys)
+    assert th.read_text() == "keep me"
+
+
+@pytest.mark.slow  # shares the simulate + fit fixture
+def test_fit_force_replaces_the_directory_as_a_whole(simulated, capsys):
+    import shutil
+
+    out = simulated / "forced"
+    shutil.copytree(simulated / "fit", out)
+    (out / "thresholds.csv").write_text("from an older fit")
+    args = ["fit", str(simulated / "trials.csv"), "--out", str(out), *SMALL_MODEL, "--no-progress"]
+    assert main(args + ["--force"]) == 0
+    assert not (out / "thresholds.csv").exists()  # the old fit's files went with it
+    assert (out / "fit.npz").exists() and "warnings: none" in (out / "summary.txt").read_text()
+    assert not [p for p in simulated.iterdir() if p.name.startswith(".forced")]  # no leftovers
+
+
+@pytest.mark.parametrize("command, extra, message", [
+    ("thresholds", ["--grid-size", "0"], "--grid-size must be at least 1, got 0"),
+    ("thresholds", ["--prob", "1.5"], "--prob must be between 0 and 1"),
+    ("thresholds", ["--target", "0.2"], "--target must be between chance"),
+    ("plot", ["--dpi", "0"], "--dpi must be at least 1, got 0"),
+])
+def test_bad_options_fail_before_any_computation(tmp_path, capsys, command, extra, message):
+    # The fit file does not even exist: the options are checked first.
+    assert main([command, str(tmp_path / "fit.npz"), *extra]) == 1
+    assert message in one_line_error(capsys)
+    assert list(tmp_path.iterdir()) == []  # nothing written, no empty directory
+
+
+def test_unwritable_output_is_found_before_the_fit(tmp_path, capsys):
+    csv = tmp_path / "t.csv"
+    csv.write_text("ref_0,ref_1,comp_0,comp_1,response\n0,0,0.1,0,1\n0,0,0,0.1,0\n")
+    (tmp_path / "afile").write_text("")
+    assert main(["fit", str(csv), "--out", str(tmp_path / "afile" / "fit")]) == 1
+    assert "afile is a file, not a directory" in one_line_error(capsys)
+    assert main(["fit", str(csv), "--out", str(tmp_path / "afile")]) == 1
+    assert "is a file, not a directory" in one_line_error(capsys)
+
+
+def test_data_warnings_reach_summary_and_stderr(tmp_path, capsys):
+    csv = tmp_path / "zeros.csv"
+    csv.write_text("ref_0,ref_1,comp_0,comp_1,response\n0,0,0.1,0,0\n0,0,0,0.1,0\n")
+    code = main(["fit", str(csv), "--out", str(tmp_path / "fit"), *SMALL_MODEL, "--no-progress",
+                 "--num-steps", "2"])
+    assert code in (0, 3, 4)
+    err = capsys.readouterr().err
+    assert "warning: every response is 0" in err and "below chance (1/3)" in err
+    summary = (tmp_path / "fit" / "summary.txt").read_text()
+    assert "warnings: every response is 0" in summary and "2 trials for 24 weights" in summary
+
+
+@pytest.mark.slow  # two fits in subprocesses and one here, ~30-60 s on 2 cores
+def test_sigint_saves_a_checkpoint_and_resume_ends_where_an_uninterrupted_fit_does(tmp_path):
+    """Ctrl-C in the middle of a fit: exit 130, the fit so far and checkpoint.npz are
+    written; --resume continues to the same W as a fit that was never interrupted."""
+    import re
+    import signal
+    import subprocess
+    import sys
+
+    csv = tmp_path / "t.csv"
+    assert main(["simulate", str(csv), *SMALL_MODEL, "--grid-size", "2",
+                 "--trials-per-ref", "20"]) == 0
+    fit = [*SMALL_MODEL, "--optimizer", "adam", "--tol", "0", "--num-steps", "4000"]
+    proc = subprocess.Popen([sys.executable, "-m", "psyphy_pp.cli", "fit", str(csv), "--out",
+                             str(tmp_path / "part"), *fit],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    seen = b""
+    while proc.poll() is None:  # wait until the progress bar shows some steps
+        seen += proc.stderr.read1(256) if hasattr(proc.stderr, "read1") else proc.stderr.read(1)
+        steps = [int(m) for m in re.findall(rb"\| *(\d+)/4000", seen)]
+        if steps and steps[-1] >= 50:
+            proc.send_signal(signal.SIGINT)
+            break
+    _, rest = proc.communicate(timeout=300)
+    assert proc.returncode == 130, (seen + rest).decode()[-2000:]
+    assert b"continue with: psyphy-pp fit" in rest
+    part = pp.load_fit(tmp_path / "part" / "fit.npz")
+    assert 50 <= part.settings["num_steps_run"] < 4000
+    assert (tmp_path / "part" / "checkpoint.npz").exists()
+    assert "INTERRUPTED" in (tmp_path / "part" / "summary.txt").read_text()
+
+    # tol 0: both runs take all 4000 steps, so both end "not converged" (exit 3).
+    assert main(["fit", str(csv), "--resume", str(tmp_path / "part"), *fit, "--no-progress"]) == 3
+    assert main(["fit", str(csv), "--out", str(tmp_path / "whole"), *fit, "--no-progress"]) == 3
+    W_resumed = np.asarray(pp.load_fit(tmp_path / "part" / "fit.npz").params["W"])
+    W_whole = np.asarray(pp.load_fit(tmp_path / "whole" / "fit.npz").params["W"])
+    assert np.max(np.abs(W_resumed - W_whole)) <= 1e-6 * np.max(np.abs(W_whole))
