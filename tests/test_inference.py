@@ -25,7 +25,7 @@ def _equivalence_problem():
     return make_problem(pp.Oddity(method="mc", num_samples=100, bandwidth=0.1))
 
 
-@pytest.mark.study  # 60-90 s; the float64 test below makes the same check in make test
+@pytest.mark.study  # 60-90 s; SVI and scratch agree in make test on the default path
 def test_svi_and_scratch_follow_the_same_trajectory():
     model, _, data = _equivalence_problem()
     a = pp.fit_map(model, data, **FIT)
@@ -46,6 +46,7 @@ def test_svi_and_scratch_follow_the_same_trajectory():
     assert np.max(np.abs(W_a - W_b)) <= 1e-5 * np.max(np.abs(W_b))
 
 
+@pytest.mark.study  # 60-110 s; SVI and scratch agree in make test on the default path
 def test_svi_and_scratch_follow_the_same_trajectory_x64(x64):
     model, _, data = _equivalence_problem()
     a = pp.fit_map(model, data, **FIT)
@@ -56,6 +57,7 @@ def test_svi_and_scratch_follow_the_same_trajectory_x64(x64):
     assert np.max(np.abs(W_a - W_b)) <= 1e-9 * np.max(np.abs(W_b))
 
 
+@pytest.mark.study  # two MC compilations, 60-120 s on 2 cores
 def test_key_schedule_matters():
     """A different seed gives a different trajectory (the noise really is per step)."""
     model, _, data = _equivalence_problem()
