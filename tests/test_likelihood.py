@@ -203,7 +203,9 @@ def test_chunked_evaluation_equals_one_block(method):
     key = jax.random.PRNGKey(3)
     np.testing.assert_allclose(chunked.logits(params, refs, comps, key),
                                model.logits(params, refs, comps, key), rtol=1e-5, atol=1e-5)
-    grad = lambda m: jax.grad(lambda W: jnp.sum(m.logits({"W": W}, refs, comps, key)))(params["W"])
+    # jitted: run eagerly, op by op, the gradient took ~90 s of compilation on 2 cores
+    grad = lambda m: jax.jit(jax.grad(lambda W: jnp.sum(m.logits({"W": W}, refs, comps, key))))(
+        params["W"])
     g_chunked, g_one = grad(chunked), grad(model)
     # atol relative to the largest entry (~200 here): each entry is a float32 sum of
     # per-trial terms of that size, added in a different order in blocks, so a small
@@ -222,13 +224,14 @@ def test_quadrature_in_3d_is_the_polar_rule_and_agrees_with_mc(rng):
     S1 = jnp.asarray(np.stack([c[1] for c in configs]), jnp.float32)
     delta = jnp.asarray(np.stack([c[2] - c[3] for c in configs]), jnp.float32)
     task = pp.Oddity(method="quadrature")
-    p = jax.nn.sigmoid(task.logits(S0, S1, delta))
-    direct = oddity_prob_polar_3d(S0, S1, delta, nodes=task.polar_nodes)
+    # Everything jitted: op by op, this test spent ~100 s compiling small kernels.
+    p = jax.nn.sigmoid(jax.jit(task.logits)(S0, S1, delta))
+    direct = jax.jit(lambda *a: oddity_prob_polar_3d(*a, nodes=task.polar_nodes))(S0, S1, delta)
     np.testing.assert_allclose(p, direct, atol=2e-6)
     # 20,000 samples: standard error <= 3.5e-3; 4 SE plus 2e-3 of smoothing bias
     # (bandwidth 1e-3) plus 4e-3 for the 384-node rule's worst error (3.5e-3 measured).
-    mc = jax.nn.sigmoid(pp.Oddity(method="mc", num_samples=20_000, bandwidth=1e-3).logits(
+    mc = jax.nn.sigmoid(jax.jit(pp.Oddity(method="mc", num_samples=20_000, bandwidth=1e-3).logits)(
         S0, S1, delta, jax.random.PRNGKey(0)))
     assert np.all(np.abs(np.asarray(p) - np.asarray(mc)) < 4 * 3.5e-3 + 2e-3 + 4e-3)
-    grad = jax.grad(lambda d: jnp.sum(task.logits(S0, S1, d)))(delta.at[0].set(0.0))
+    grad = jax.jit(jax.grad(lambda d: jnp.sum(task.logits(S0, S1, d))))(delta.at[0].set(0.0))
     assert np.all(np.isfinite(grad))
