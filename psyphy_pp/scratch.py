@@ -29,8 +29,8 @@ from psyphy_pp.inference import (
     place_data,
     prepare_fit,
     resume_from,
-    run_loop,
 )
+from psyphy_pp.loop import run_loop
 from psyphy_pp.model import SITE_W, WPPM
 from psyphy_pp.optim import init_state, optimizer_step
 from psyphy_pp.sharding import DevicesLike, trial_sharding
