@@ -459,8 +459,7 @@ def fit_map(
     Raises:
         ValueError: For invalid arguments, before anything is compiled.
         FitDivergedError: If the loss becomes non-finite or ends higher than it
-            started (``err.result`` holds
-            the fit up to the last finite step).
+            started (``err.result`` holds the fit up to the last good step).
 
     Warns:
         ConvergenceWarning: When ``num_steps`` ran out before the fit converged.
