@@ -1,5 +1,7 @@
 """The Monte Carlo oddity likelihood against an independent numpy simulation."""
 
+from functools import partial
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -20,10 +22,17 @@ def _random_config(rng, dim=2):
     return S0, S1, r, c
 
 
-def _mc_prob(S0, S1, r, c, *, num_samples=20_000, bandwidth=1e-3, seed=0):
+# jitted for speed (one compilation per shape and settings): eager, op by op, every
+# call compiled dozens of small kernels.
+@partial(jax.jit, static_argnames=("num_samples", "bandwidth"))
+def _mc_logits(S0, S1, delta, key, *, num_samples, bandwidth):
     task = pp.Oddity(method="mc", num_samples=num_samples, bandwidth=bandwidth)
-    z = task.logits(jnp.asarray(S0)[None], jnp.asarray(S1)[None],
-                    jnp.asarray(r - c)[None], jax.random.PRNGKey(seed))
+    return task.logits(S0, S1, delta, key)
+
+
+def _mc_prob(S0, S1, r, c, *, num_samples=20_000, bandwidth=1e-3, seed=0):
+    z = _mc_logits(jnp.asarray(S0)[None], jnp.asarray(S1)[None], jnp.asarray(r - c)[None],
+                   jax.random.PRNGKey(seed), num_samples=num_samples, bandwidth=bandwidth)
     return float(jax.nn.sigmoid(z)[0])
 
 
@@ -69,8 +78,9 @@ def test_mc_logits_keep_precision_near_ceiling_x64(x64):
     S = 0.001 * np.eye(2)[None]
     noise = np.asarray(jax.random.normal(jax.random.PRNGKey(0), (1, 2, 2, 2000)))
     args = (S, S, np.array([[0.3, 0.0]]), noise)
-    z64 = oddity_logits_mc(*(jnp.asarray(a) for a in args), 0.1)
-    z32 = oddity_logits_mc(*(jnp.asarray(a, jnp.float32) for a in args), 0.1)
+    mc = jax.jit(lambda *a: oddity_logits_mc(*a, 0.1))  # jitted for speed, per dtype
+    z64 = mc(*(jnp.asarray(a) for a in args))
+    z32 = mc(*(jnp.asarray(a, jnp.float32) for a in args))
     assert float(jax.nn.sigmoid(z32.astype(jnp.float32))[0]) == 1.0
     assert 20 < float(z64[0]) < 80
     np.testing.assert_allclose(z32, z64, rtol=1e-5)
@@ -84,8 +94,9 @@ def test_mc_logits_floor_keeps_values_and_gradients_finite():
     def logit(d):
         return oddity_logits_mc(S, S, jnp.stack([d, 0.0])[None], noise, 0.01)[0]
 
+    value_and_grad = jax.jit(jax.value_and_grad(logit))  # jitted for speed, compiled once
     for d in (0.0, 0.5, 5.0):
-        z, g = jax.value_and_grad(logit)(jnp.float32(d))
+        z, g = value_and_grad(jnp.float32(d))
         assert np.isfinite(z) and np.isfinite(g), (d, z, g)
 
 
@@ -94,23 +105,27 @@ def test_mc_gradient_equals_autodiff_x64(x64, rng):
     from psyphy_pp.oddity.montecarlo import _mc_sweep
     from psyphy_pp.oddity.whitening import whiten
 
+    weights = jnp.asarray([0.7, -1.3, 2.0])
+
+    def total(est, S0, S1, delta, noise):
+        return jnp.sum(weights * est(S0, S1, delta, noise))
+
+    custom = lambda S0, S1, d, noise: oddity_logits_mc(S0, S1, d, noise, 0.05)
+    plain = lambda S0, S1, d, noise: _mc_sweep(*whiten(S0, S1, d)[3:], noise, 0.05)[0]
+    grad_custom = jax.grad(lambda *a: total(custom, *a), (0, 1, 2))
+    grad_plain = jax.grad(lambda *a: total(plain, *a), (0, 1, 2))
+    # jitted for speed (created here, after x64 is on): both gradients in one
+    # compilation per dimension
+    grads = jax.jit(lambda *a: (grad_custom(*a), grad_plain(*a)))
     for dim in (2, 3):
         S0, S1, r, c = _random_config(rng, dim)
         S0b = jnp.asarray(np.stack([S0, S1, S0]))
         S1b = jnp.asarray(np.stack([S1, S0, 4 * S1]))
         delta = jnp.asarray(np.stack([r - c, 0.3 * (r - c), np.zeros(dim)]))
         noise = jnp.asarray(rng.normal(size=(3, 2, dim, 400)))
-        weights = jnp.asarray([0.7, -1.3, 2.0])
-
-        def total(est, S0, S1, delta):
-            return jnp.sum(weights * est(S0, S1, delta))
-
-        custom = lambda S0, S1, d: oddity_logits_mc(S0, S1, d, noise, 0.05)
-        plain = lambda S0, S1, d: _mc_sweep(*whiten(S0, S1, d)[3:], noise, 0.05)[0]
-        g_custom = jax.grad(lambda *a: total(custom, *a), (0, 1, 2))(S0b, S1b, delta)
-        g_plain = jax.grad(lambda *a: total(plain, *a), (0, 1, 2))(S0b, S1b, delta)
+        g_custom, g_plain = grads(S0b, S1b, delta, noise)
         for a, b in zip(g_custom, g_plain):
-            np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12 * float(jnp.max(jnp.abs(b))))
+            np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12 * np.max(np.abs(np.asarray(b))))
 
 
 def test_fresh_noise_needs_a_key():
@@ -136,8 +151,9 @@ def test_trial_noise_does_not_depend_on_batch():
     refs = np.zeros((5, 2))
     comps = np.linspace(0.01, 0.2, 10).reshape(5, 2)
     key = jax.random.PRNGKey(2)
-    full = model.prob_correct(params, refs, comps, key)
-    part = model.prob_correct(params, refs[:3], comps[:3], key)
+    prob = jax.jit(lambda r, c: model.prob_correct(params, r, c, key))  # jitted for speed
+    full = prob(refs, comps)
+    part = prob(refs[:3], comps[:3])
     np.testing.assert_allclose(full[:3], part, rtol=1e-6)
 
 
@@ -166,7 +182,7 @@ def test_oddity_default_is_auto_and_resolves_per_dimension():
     assert pp.WPPM().task == pp.Oddity(method="quadrature")
     # An unresolved task still evaluates: it resolves from the trials' dimension.
     S = np.broadcast_to(np.eye(2) * 0.01, (1, 2, 2))
-    z = pp.Oddity().logits(S, S, np.zeros((1, 2)))
+    z = jax.jit(pp.Oddity().logits)(S, S, np.zeros((1, 2)))  # jitted for speed
     assert abs(float(jax.nn.sigmoid(z[0])) - 1 / 3) < 1e-4
 
 
@@ -201,12 +217,18 @@ def test_chunked_evaluation_equals_one_block(method):
     refs = rng.uniform(-0.8, 0.8, (30, 2))
     comps = refs + rng.normal(0, 0.1, (30, 2))
     key = jax.random.PRNGKey(3)
-    np.testing.assert_allclose(chunked.logits(params, refs, comps, key),
-                               model.logits(params, refs, comps, key), rtol=1e-5, atol=1e-5)
-    # jitted: run eagerly, op by op, the gradient took ~90 s of compilation on 2 cores
-    grad = lambda m: jax.jit(jax.grad(lambda W: jnp.sum(m.logits({"W": W}, refs, comps, key))))(
-        params["W"])
-    g_chunked, g_one = grad(chunked), grad(model)
+
+    def logits_and_grad(m):
+        """The logits and the gradient of their sum (a VJP with ones), one pass."""
+        def fn(W):
+            z, vjp = jax.vjp(lambda W: m.logits({"W": W}, refs, comps, key), W)
+            return z, vjp(jnp.ones_like(z))[0]
+        # jitted, logits and gradient in one compilation per model: run eagerly, op by
+        # op, the gradient alone took ~90 s of compilation on 2 cores
+        return jax.jit(fn)(params["W"])
+
+    (z_chunked, g_chunked), (z_one, g_one) = logits_and_grad(chunked), logits_and_grad(model)
+    np.testing.assert_allclose(z_chunked, z_one, rtol=1e-5, atol=1e-5)
     # atol relative to the largest entry (~200 here): each entry is a float32 sum of
     # per-trial terms of that size, added in a different order in blocks, so a small
     # entry (0.94) moved by 3.3e-4 = 1.8e-6 of the largest on this machine (the old

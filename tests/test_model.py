@@ -12,16 +12,23 @@ def test_log_density_is_log_prior_plus_log_likelihood_x64(p_small, x64):
     model, truth, data = p_small
     params = {"W": np.asarray(model.sample_prior(jax.random.PRNGKey(9))["W"], np.float64)}
     key = jax.random.PRNGKey(5)
-    lp, _ = log_density(model.numpyro_model, (data.refs, data.comparisons, data.responses),
-                        {"key": key}, params)
+
+    @jax.jit  # for speed (created here, after x64 is on): eager, it compiled every small op
+    def evaluate(params):
+        lp, _ = log_density(model.numpyro_model, (data.refs, data.comparisons, data.responses),
+                            {"key": key}, params)
+        p = model.prob_correct(params, data.refs, data.comparisons, key)
+        return lp, p, model.log_prior(params)
+
+    lp, p, model_log_prior = evaluate(params)
     std = model.prior_std()
     W = params["W"]
     log_prior = np.sum(-0.5 * (W / std) ** 2 - np.log(std) - 0.5 * np.log(2 * np.pi))
-    p = np.asarray(model.prob_correct(params, data.refs, data.comparisons, key), np.float64)
+    p = np.asarray(p, np.float64)
     y = data.responses
     log_lik = np.sum(y * np.log(p) + (1 - y) * np.log1p(-p))
     assert float(lp) == pytest.approx(log_prior + log_lik, rel=1e-10)
-    assert float(model.log_prior(params)) == pytest.approx(log_prior, rel=1e-12)
+    assert float(model_log_prior) == pytest.approx(log_prior, rel=1e-12)
 
 
 def test_model_samples_responses_without_observations():

@@ -14,11 +14,13 @@ from scipy import special, stats
 from psyphy_pp.noise import GENERATORS, trial_normals
 
 N_TRIALS, SHAPE = 1000, (2, 2, 250)  # 1e6 draws, laid out as the likelihood uses them
+# jitted for speed: eager, op by op, each shape compiled dozens of small kernels
+TRIAL_NORMALS = jax.jit(trial_normals, static_argnums=(2, 3, 4))
 
 
 def _draws(generator, key=jax.random.PRNGKey(0), index=None):
     index = jnp.arange(N_TRIALS) if index is None else index
-    return np.asarray(trial_normals(key, index, SHAPE, jnp.float32, generator), np.float64)
+    return np.asarray(TRIAL_NORMALS(key, index, SHAPE, jnp.float32, generator), np.float64)
 
 
 def _corr_tol(n):
@@ -79,16 +81,17 @@ def test_far_apart_trial_indices_are_uncorrelated():
 def test_a_trials_draws_depend_only_on_key_and_index(generator):
     key = jax.random.PRNGKey(5)
     index = jnp.asarray([7, 3, 11, 0])
-    together = trial_normals(key, index, (3, 8), jnp.float32, generator)
+    together = TRIAL_NORMALS(key, index, (3, 8), jnp.float32, generator)
     for row, n in enumerate(index):
-        alone = trial_normals(key, n[None], (3, 8), jnp.float32, generator)[0]
+        alone = TRIAL_NORMALS(key, n[None], (3, 8), jnp.float32, generator)[0]
         np.testing.assert_array_equal(together[row], alone)
-    other = trial_normals(jax.random.PRNGKey(6), index, (3, 8), jnp.float32, generator)
+    other = TRIAL_NORMALS(jax.random.PRNGKey(6), index, (3, 8), jnp.float32, generator)
     assert not np.any(np.asarray(other) == np.asarray(together))
 
 
 def test_float64_draws_are_standard_normal(x64):
-    z = np.asarray(trial_normals(jax.random.PRNGKey(0), jnp.arange(500), (2000,), jnp.float64))
+    draw = jax.jit(trial_normals, static_argnums=(2, 3))  # jitted for speed, after x64 is on
+    z = np.asarray(draw(jax.random.PRNGKey(0), jnp.arange(500), (2000,), jnp.float64))
     assert z.dtype == np.float64
     assert stats.kstest(z.ravel(), special.ndtr).pvalue > 1e-3
 

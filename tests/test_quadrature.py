@@ -16,6 +16,7 @@ used here, so 2e-3.
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 
 import jax
@@ -154,14 +155,20 @@ def test_far_comparisons_reach_ceiling(rule):
         np.testing.assert_allclose(p, 1.0, atol=2e-4)
 
 
+@cache
+def _log_value_and_grad(rule):
+    """Value and gradient of log P: jitted for speed, once per rule for all scales."""
+    kw = {"num_hermite": 5} if rule == "hermite" else {}  # odd: a node sits on v' = 0
+    loss = lambda *a: jnp.log(RULES[rule](*a, **kw))  # noqa: E731
+    return jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2)))
+
+
 @pytest.mark.parametrize("rule", RULES)
 @pytest.mark.parametrize("scale", [0.0, 1e-30, 1e-20, 1e-8, 1e-3])
 def test_gradients_finite_near_r_equals_c(rule, scale):
     S0, S1 = _spd(0.05, 2.0, 0.3), _spd(0.06, 1.5, 0.5)
     delta = scale * np.array([1.0, 0.3])
-    kw = {"num_hermite": 5} if rule == "hermite" else {}  # odd: a node sits on v' = 0
-    loss = lambda *a: jnp.log(RULES[rule](*a, **kw))  # noqa: E731
-    value, grads = jax.value_and_grad(loss, argnums=(0, 1, 2))(
+    value, grads = _log_value_and_grad(rule)(
         *(jnp.asarray(x, jnp.float32) for x in (S0, S1, delta))
     )
     assert np.isfinite(value)
@@ -354,7 +361,9 @@ def test_incorrect_far_beyond_float64_complement():
     try:
         S = 1e-4 * np.eye(2)
         delta = np.array([[0.15, 0.0], [0.2, 0.0]])
-        assert np.all(np.asarray(1.0 - oddity_prob_semianalytic(S, S, delta)) < 1e-12)
+        # jitted for speed (created here, after x64 is on); eager, it compiled ~90 kernels
+        complement = jax.jit(lambda *a: 1.0 - oddity_prob_semianalytic(*a))
+        assert np.all(np.asarray(complement(S, S, delta)) < 1e-12)
         q = np.asarray(INCORRECT(S, S, delta, num_angles=256, num_radial=64))
     finally:
         jax.config.update("jax_enable_x64", False)
@@ -390,20 +399,25 @@ def test_incorrect_at_r_equals_c_is_two_thirds():
     np.testing.assert_allclose(q, 2 / 3, atol=2e-6)
 
 
-@pytest.mark.parametrize("dist", [0.0, 1e-20, 1e-3, 1.0, 10.0, 30.0, 1e3, 1e5])
-def test_incorrect_logits_finite_with_gradients(dist):
-    """Value and gradient of the Bernoulli log-likelihood as the Oddity task forms it."""
+@cache
+def _loglik_value_and_grad():
+    """Bernoulli log-likelihood from q, value and gradient: jitted for speed, once."""
     from psyphy_pp.likelihood import PROB_EPS
-
-    S0, S1 = _spd(0.05, 2.0, 0.3), _spd(0.06, 1.5, 0.5)
-    delta = dist * np.linalg.cholesky(S0) @ [0.8, 0.6]
 
     def loglik(S0, S1, delta):
         q = jnp.clip(INCORRECT(S0, S1, delta), PROB_EPS, 1.0 - PROB_EPS)
         logit = jnp.log1p(-q) - jnp.log(q)
         return -jax.nn.softplus(-logit) - jax.nn.softplus(logit)  # y = 1 plus y = 0
 
-    value, grads = jax.value_and_grad(loglik, argnums=(0, 1, 2))(
+    return jax.jit(jax.value_and_grad(loglik, argnums=(0, 1, 2)))
+
+
+@pytest.mark.parametrize("dist", [0.0, 1e-20, 1e-3, 1.0, 10.0, 30.0, 1e3, 1e5])
+def test_incorrect_logits_finite_with_gradients(dist):
+    """Value and gradient of the Bernoulli log-likelihood as the Oddity task forms it."""
+    S0, S1 = _spd(0.05, 2.0, 0.3), _spd(0.06, 1.5, 0.5)
+    delta = dist * np.linalg.cholesky(S0) @ [0.8, 0.6]
+    value, grads = _loglik_value_and_grad()(
         *(jnp.asarray(x, jnp.float32) for x in (S0, S1, delta))
     )
     assert np.isfinite(value)
@@ -420,10 +434,12 @@ def test_incorrect_gradient_matches_finite_differences():
     jax.config.update("jax_enable_x64", True)
     try:
         S0, S1 = _spd(1.0, 2.0, 0.3), _spd(1.1, 1.5, 0.5)
-        f = lambda d: jnp.log(INCORRECT(S0, S1, d))  # noqa: E731
+        # jitted for speed (created here, after x64 is on), each compiled once
+        f = jax.jit(lambda d: jnp.log(INCORRECT(S0, S1, d)))
+        grad_f = jax.jit(jax.grad(f))
         for dist in (0.5, 2.0, 6.0, 12.0):
             d = dist * np.array([0.8, 0.6])
-            g = np.asarray(jax.grad(f)(jnp.asarray(d)))
+            g = np.asarray(grad_f(jnp.asarray(d)))
             h = 1e-5
             fd = np.array([(f(d + h * e) - f(d - h * e)) / (2 * h) for e in np.eye(2)])
             np.testing.assert_allclose(g, fd, rtol=1e-2, atol=1e-3 * np.abs(fd).max())
