@@ -9,8 +9,9 @@ stops and what it reports:
 * **ran out:** ``num_steps`` steps ran first;
 * **interrupted:** SIGINT (Ctrl-C) arrived; the loop stops at the next step
   boundary, never inside a compiled step (a second Ctrl-C stops at once);
-* **diverged:** a loss became non-finite, or the loss ended higher than it
-  started: :class:`FitDivergedError`, with the last good parameters.
+* **diverged:** a loss became non-finite, or (on a deterministic objective, the
+  default) the loss ended higher than it started: :class:`FitDivergedError`, with
+  the last good parameters.
 
 Whatever the outcome, the loop leaves a :class:`~psyphy_pp.checkpoint.Checkpoint`
 from which ``resume=`` continues.
@@ -181,7 +182,10 @@ def run_loop(
     params = get_params(state)
     if not all(np.all(np.isfinite(v)) for v in jax.tree_util.tree_leaves(params)):
         raise FitDivergedError(num_run, get_params(last_state), learning_rate, losses)
-    if num_run > 1 and losses[-1] > losses[0] + 1e-6 * abs(losses[0]):
+    # Judged on a deterministic objective only: with fresh Monte Carlo noise each
+    # loss is a noisy estimate (0.62 -> 0.87 nats per trial in 3 steps with 50
+    # samples on 40 trials), and a rise says nothing about divergence.
+    if rule is not None and num_run > 1 and losses[-1] > losses[0] + 1e-6 * abs(losses[0]):
         raise FitDivergedError(num_run, get_params(best_state), learning_rate, losses,
                                worse=(float(losses[0]), float(losses[-1])))
     end = time.perf_counter()

@@ -272,11 +272,16 @@ def test_run_loop_stops_at_a_step_boundary_on_sigint():
 
 def test_loss_ending_higher_than_it_started_is_a_divergence():
     from psyphy_pp.inference import run_loop
+    from psyphy_pp.optim import Convergence
 
+    deterministic = _settings(Convergence(1e-5, 10, scale=1.0))  # a stopping rule: not noisy
     with pytest.raises(pp.FitDivergedError, match="ended higher than it started") as info:
         run_loop(lambda s, t: (s + 1.0, float(s[0])), np.zeros(1), lambda s: {"W": s}, 5,
-                 desc="t", progress_bar=False, settings=_settings())
+                 desc="t", progress_bar=False, settings=deterministic)
     assert float(info.value.last_params["W"][0]) == 0.0  # the lowest loss's parameters
+    # With fresh Monte Carlo noise (no stopping rule) a rise is not judged: it is noise.
+    run_loop(lambda s, t: (s + 1.0, float(s[0])), np.zeros(1), lambda s: {"W": s}, 5,
+             desc="t", progress_bar=False, settings=_settings())
 
 
 def test_init_params_must_be_finite(p_small):
