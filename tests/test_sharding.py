@@ -140,10 +140,21 @@ def test_worker_sees_four_devices_and_1001_trials(four_devices):
     assert four_devices["num_trials"] == 1001
 
 
-@pytest.mark.parametrize("name", ["quadrature", "blocks"])
-def test_sharded_loss_and_gradient_agree_quadrature(four_devices, name):
+# make test checks one block per device with the quadrature and several blocks per
+# device with Monte Carlo (both code paths, both likelihoods); the other two
+# combinations run with the fits, in make test-studies.
+_STUDY = pytest.mark.study
+
+
+def _sharded(request, name):
+    fixture = "four_device_fits" if name in ("blocks", "mc") else "four_devices"
+    return request.getfixturevalue(fixture)[name]
+
+
+@pytest.mark.parametrize("name", ["quadrature", pytest.param("blocks", marks=_STUDY)])
+def test_sharded_loss_and_gradient_agree_quadrature(request, name):
     """One block per device (XLA partitions) and several (a block loop per device)."""
-    r = four_devices[name]  # devices 1 and 4
+    r = _sharded(request, name)  # devices 1 and 4
     np.testing.assert_allclose(r["value"][1:], r["value"][0], rtol=1e-5)
     _assert_grads_agree(r["grad"], rtol=1e-5)
     assert r["num_padded"] == 3  # 1001 trials on 4 devices
@@ -152,8 +163,8 @@ def test_sharded_loss_and_gradient_agree_quadrature(four_devices, name):
     assert r["hlo4"]["argument_bytes"] < r["data_bytes"] / 3  # a quarter of the data per device
 
 
-@pytest.mark.parametrize("name", ["mc", "mc-blocks"])
-def test_sharded_loss_and_gradient_agree_monte_carlo(four_devices, name):
+@pytest.mark.parametrize("name", [pytest.param("mc", marks=_STUDY), "mc-blocks"])
+def test_sharded_loss_and_gradient_agree_monte_carlo(request, name):
     """Same key, same noise: the MC loss does not depend on the number of devices.
 
     "mc-blocks" has several blocks per device, so each device runs its own block
@@ -162,15 +173,16 @@ def test_sharded_loss_and_gradient_agree_monte_carlo(four_devices, name):
     steep, and even ``jit`` against eager evaluation of one device differ by ~1e-5
     of the largest gradient entry in float32.
     """
-    r = four_devices[name]
+    r = _sharded(request, name)
     np.testing.assert_allclose(r["value"][1:], r["value"][0], rtol=1e-5)
     _assert_grads_agree(r["grad"], rtol=1e-4)
     assert not r["hlo4"]["all_gather"]
 
 
-@pytest.mark.parametrize("name", ["quadrature", "mc", "blocks", "mc-blocks"])
-def test_padding_contributes_exactly_zero(four_devices, name):
-    r = four_devices[name]
+@pytest.mark.parametrize("name", ["quadrature", pytest.param("mc", marks=_STUDY),
+                                  pytest.param("blocks", marks=_STUDY), "mc-blocks"])
+def test_padding_contributes_exactly_zero(request, name):
+    r = _sharded(request, name)
     assert r["mask_value_diff"] == 0.0
     assert r["mask_grad_diff"] == 0.0
 
