@@ -174,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", type=Path, metavar="DIR",
                    help="continue the interrupted (or unconverged) fit in DIR from its "
                         "checkpoint.npz, with the same options; writes into DIR")
-    _add_force(p, "the output directory (as a whole)")
+    _add_force(p, "the output directory, as a whole")
     _add_model(p, diag_term=1e-4)
     _add_box(p)
 
