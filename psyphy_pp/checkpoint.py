@@ -23,18 +23,18 @@ from __future__ import annotations
 __all__ = ["Checkpoint", "CHECKPOINT_FILE"]
 
 import os
-import zipfile
 from dataclasses import dataclass, field
 from typing import Any
 
 import jax
 import numpy as np
 
-from psyphy_pp._files import atomic_path
+from psyphy_pp._files import atomic_path, not_a_file_of, read_npz
 
 #: The file name ``psyphy-pp fit`` gives the checkpoint in its output directory.
 CHECKPOINT_FILE = "checkpoint.npz"
 _FORMAT = 1
+_AGAIN = "start the fit again without resume"
 
 
 @dataclass(frozen=True)
@@ -124,20 +124,18 @@ class Checkpoint:
         """
         import ast
 
+        source = os.fspath(path)
+        if not os.path.isfile(source):
+            raise ValueError(f"no checkpoint at {source!r}")
+        arrays = read_npz(source, "checkpoint", rewrite=_AGAIN, foreign=_AGAIN)
         try:
-            with np.load(path, allow_pickle=False) as f:
-                meta = dict(ast.literal_eval(str(f["meta"])))
-                leaves = [f[f"leaf_{i}"] for i in range(meta.pop("num_leaves"))]
-                window = [f[f"window_{i}"] for i in range(meta.pop("num_window"))]
-                losses = f["losses"]
-        except FileNotFoundError:
-            raise ValueError(f"no checkpoint at {os.fspath(path)!r}") from None
-        except (OSError, KeyError, ValueError, SyntaxError, zipfile.BadZipFile, EOFError) as err:
-            raise ValueError(
-                f"{os.fspath(path)!r} is not a readable psyphy_pp checkpoint ({err}); "
-                "start the fit again without resume"
-            ) from None
+            meta = dict(ast.literal_eval(str(arrays["meta"])))
+            leaves = [arrays[f"leaf_{i}"] for i in range(meta.pop("num_leaves"))]
+            window = [arrays[f"window_{i}"] for i in range(meta.pop("num_window"))]
+            losses = arrays["losses"]
+            method, step = meta.pop("method"), int(meta.pop("step"))
+        except (KeyError, ValueError, SyntaxError, TypeError) as err:
+            raise not_a_file_of("checkpoint", source, f"damaged: {err}", _AGAIN) from None
         meta.pop("format", None)
-        method, step = meta.pop("method"), int(meta.pop("step"))
         return cls(method=method, step=step, leaves=leaves, window=window,
                    losses=losses, settings=meta)

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from psyphy_pp._files import atomic_path
+from psyphy_pp._files import atomic_path, not_a_file_of, read_npz
 from psyphy_pp._typing import Params
 from psyphy_pp.data import TrialData
 from psyphy_pp.model import SITE_W, WPPM
@@ -299,45 +299,7 @@ _FOREIGN = "fit files are written by psyphy-pp fit or pp.save_fit"
 
 
 def _not_a_fit(source: str, reason: str, hint: str = _FOREIGN) -> ValueError:
-    return ValueError(f"{source} is not a psyphy_pp fit file ({reason}); {hint}")
-
-
-def _sniff(source: str) -> ValueError | None:
-    """The error for a file that is plainly not an ``.npz`` archive, or None."""
-    with open(source, "rb") as fh:
-        head = fh.read(512)
-    if not head:
-        return _not_a_fit(source, "it is empty: 0 bytes", _REWRITE)
-    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):  # a zip archive, as .npz files are
-        return None
-    if head.startswith(b"\x93NUMPY"):
-        return _not_a_fit(source, "it is a single .npy array, not an .npz archive")
-    try:
-        text = head.decode("utf-8")
-    except UnicodeDecodeError as err:  # a character cut at the end of the 512 bytes is fine
-        text = head[: err.start].decode("utf-8") if err.start >= len(head) - 3 else ""
-    if text and all(c.isprintable() or c in "\t\n\r\f" for c in text):
-        first = text.splitlines()[0][:40] if text.strip() else ""
-        return _not_a_fit(source, f"it is a text file, not an .npz archive; it begins {first!r}")
-    return _not_a_fit(source, "not an .npz archive")
-
-
-def _read_arrays(source: str) -> dict[str, np.ndarray]:
-    """Every entry of the archive, read now (so damage anywhere shows here)."""
-    try:
-        loaded = np.load(source, allow_pickle=False)
-        if not isinstance(loaded, np.lib.npyio.NpzFile):
-            return {}
-        with loaded as f:
-            return {k: np.asarray(f[k]) for k in f.files}
-    except (FileNotFoundError, IsADirectoryError, PermissionError):
-        raise
-    except ValueError as err:
-        if "pickle" in str(err):  # numpy's advice to allow pickles is wrong here
-            raise _not_a_fit(source, "it holds pickled Python objects, which fit files never do") from None
-        raise _not_a_fit(source, "not a readable .npz archive: truncated or damaged?", _REWRITE) from err
-    except Exception as err:  # BadZipFile, EOFError, zlib.error, CRC errors, ...
-        raise _not_a_fit(source, "not a readable .npz archive: truncated or damaged?", _REWRITE) from err
+    return not_a_file_of("fit file", source, reason, hint)
 
 
 def load_fit(path: str | os.PathLike) -> SavedFit:
@@ -373,10 +335,7 @@ def load_fit(path: str | os.PathLike) -> SavedFit:
     source = os.fspath(path)
     if os.path.isdir(source):
         raise IsADirectoryError(f"{source} is a directory, not a fit file")
-    refused = _sniff(source)
-    if refused is not None:
-        raise refused
-    arrays = _read_arrays(source)
+    arrays = read_npz(source, "fit file", rewrite=_REWRITE, foreign=_FOREIGN)
     if "header" not in arrays:
         raise _not_a_fit(source, "it has no header")
     try:

@@ -321,3 +321,24 @@ def test_resume_ends_where_an_uninterrupted_fit_does(p_small, fit, tmp_path):
     assert np.max(np.abs(W2 - W1)) <= 1e-6 * np.max(np.abs(W1))
     with pytest.raises(ValueError, match="seed must be what the interrupted fit used"):
         fit(model, data, progress_bar=False, seed=1, resume=half)
+
+
+def test_a_damaged_or_foreign_checkpoint_is_a_one_line_error(tmp_path):
+    """The checkpoint reader is the fit-file reader (_files.read_npz): no raw
+    numpy, zip or AttributeError traceback, and no advice to allow pickles."""
+    from psyphy_pp.checkpoint import Checkpoint
+
+    good = tmp_path / "good.npz"
+    Checkpoint("scratch", 1, [np.zeros(2)], [], np.ones(1), {"seed": 0}).save(good)
+    cases = {"text.npz": b"ref_0,ref_1\n", "empty.npz": b"", "cut.npz": good.read_bytes()[:60]}
+    for name, content in cases.items():
+        (tmp_path / name).write_bytes(content)
+    np.save(tmp_path / "array.npy", np.zeros(3))
+    np.savez(tmp_path / "other.npz", x=np.zeros(2))
+    for name in [*cases, "array.npy", "other.npz"]:
+        with pytest.raises(ValueError, match="is not a psyphy_pp checkpoint") as info:
+            Checkpoint.load(tmp_path / name)
+        assert "\n" not in str(info.value) and "pickle" not in str(info.value)
+    with pytest.raises(ValueError, match="no checkpoint at"):
+        Checkpoint.load(tmp_path)
+    assert Checkpoint.load(good).step == 1
