@@ -25,7 +25,7 @@ test: $(STAMP) lint
 
 # ruff (pyflakes, isort, pyupgrade, bugbear) and mypy, configured in pyproject.toml.
 lint: $(STAMP)
-	$(PY) -m ruff check psyphy_pp
+	$(PY) -m ruff check psyphy_pp tests benchmarks examples
 	$(PY) -m mypy
 
 # The checks make test leaves out for time (marker study; about 20 min on 2 cores).

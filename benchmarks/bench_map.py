@@ -99,8 +99,8 @@ def main(argv=None) -> int:
     print(f"\nP-std, N = {data.num_trials}; 1-minute load {load_start:.2f} at the start, "
           f"{load_end:.2f} at the end; reference objective {ref_loss:.7f} nats/trial "
           f"(5,000 L-BFGS steps; exact = semi-analytic quadrature 12 x 6)")
-    print(f"| configuration | wall s | compile s | s/step | steps | converged | final loss | "
-          f"gap to reference | BW | relF |")
+    print("| configuration | wall s | compile s | s/step | steps | converged | final loss | "
+          "gap to reference | BW | relF |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for name, (fit, wall, err, final) in results.items():
         per = fit.settings.get("seconds_per_step") or float("nan")

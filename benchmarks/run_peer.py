@@ -18,7 +18,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -94,7 +93,7 @@ def oddity_p_correct(r, c, S0, S1, rng, n_mc: int = 2000) -> np.ndarray:
         z1 = r[s, None] + np.einsum("nij,nmj->nmi", L0[s], e[1])
         z2 = c[s, None] + np.einsum("nij,nmj->nmi", L1[s], e[2])
 
-        def d2(u):
+        def d2(u, s=s):
             return np.einsum("nmi,nij,nmj->nm", u, Sinv[s], u)
 
         p[s] = np.mean(d2(z0 - z1) < np.minimum(d2(z0 - z2), d2(z1 - z2)), axis=1)

@@ -45,6 +45,7 @@ def parse_args(argv=None):
 def load_trials(args, process_id: int, num_processes: int):
     """This process's slice of the trials (here simulated; in practice read from a file)."""
     import jax
+
     import psyphy_pp as pp
 
     model = make_model(args)
@@ -76,6 +77,7 @@ def worker(args) -> None:
         process_id=args.process_id,
     )
     import numpy as np
+
     import psyphy_pp as pp
 
     data = load_trials(args, jax.process_index(), jax.process_count())
@@ -117,7 +119,6 @@ def launch(args) -> int:
             return 1
         results = [dict(np.load(out)) for out in outputs]
 
-    import jax
     import psyphy_pp as pp
 
     full = pp.TrialData(

@@ -28,10 +28,10 @@ import jax
 import matplotlib
 
 matplotlib.use("Agg")
+import arviz as az  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-import arviz as az  # noqa: E402
 import psyphy_pp as pp  # noqa: E402
 from psyphy_pp.diagnostics import posterior_sigma  # noqa: E402
 from psyphy_pp.plotting import plot_posterior_ellipses, plot_rank, plot_trace  # noqa: E402

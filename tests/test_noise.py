@@ -18,7 +18,8 @@ N_TRIALS, SHAPE = 1000, (2, 2, 250)  # 1e6 draws, laid out as the likelihood use
 TRIAL_NORMALS = jax.jit(trial_normals, static_argnums=(2, 3, 4))
 
 
-def _draws(generator, key=jax.random.PRNGKey(0), index=None):
+def _draws(generator, key=None, index=None):
+    key = jax.random.PRNGKey(0) if key is None else key
     index = jnp.arange(N_TRIALS) if index is None else index
     return np.asarray(TRIAL_NORMALS(key, index, SHAPE, jnp.float32, generator), np.float64)
 
