@@ -23,6 +23,8 @@ from psyphy_pp.inference import FitDivergedError as FitDivergedError
 from psyphy_pp.inference import MapResult as MapResult
 from psyphy_pp.inference import PsyphyWarning as PsyphyWarning
 from psyphy_pp.inference import fit_map as fit_map
+from psyphy_pp.laplace import LaplaceResult as LaplaceResult
+from psyphy_pp.laplace import fit_laplace as fit_laplace
 from psyphy_pp.model import WPPM as WPPM
 from psyphy_pp.normalization import Normalization as Normalization
 from psyphy_pp.nuts import NutsResult as NutsResult
@@ -62,6 +64,8 @@ __all__ = [
     "psychometric_curves",
     "fit_nuts",
     "NutsResult",
+    "fit_laplace",
+    "LaplaceResult",
     "to_arviz",
     "compare_fits",
     "FitComparison",

@@ -1,7 +1,8 @@
 """Fit results as ArviZ ``InferenceData``, for every kind of fit.
 
 :func:`to_arviz` turns the result of :func:`~psyphy_pp.fit_map`,
-:func:`~psyphy_pp.fit_map_scratch` or :func:`~psyphy_pp.fit_nuts` into an
+:func:`~psyphy_pp.fit_map_scratch`, :func:`~psyphy_pp.fit_laplace` or
+:func:`~psyphy_pp.fit_nuts` into an
 ``arviz.InferenceData`` with the groups
 
 * ``posterior``: ``W`` with dims ``("basis_1", ..., "basis_D", "row", "W_col")``
@@ -11,7 +12,8 @@
   (``data.unique_refs()``, also in ``constant_data.ref_points``);
 * ``sample_stats``: for NUTS ``diverging``, ``energy``, ``lp`` (log density),
   ``n_steps``, ``tree_depth``, ``step_size`` and ``acceptance_rate``; for a MAP
-  fit the loss trace ``loss`` with its own dim ``step``;
+  fit the loss trace ``loss`` with its own dim ``step``; none for a Laplace fit
+  (its draws are independent; its settings are attributes of ``posterior``);
 * ``log_likelihood``: ``y`` with dim ``trial``, the pointwise log-likelihood of
   every trial at every draw, so that ``az.loo`` and ``az.waic`` work;
 * ``observed_data``: the responses ``y`` (dim ``trial``);
@@ -49,6 +51,7 @@ from psyphy_pp._jit import jit
 from psyphy_pp._optional import import_arviz
 from psyphy_pp._typing import ArrayLike
 from psyphy_pp.inference import MapResult
+from psyphy_pp.laplace import LaplaceResult
 from psyphy_pp.model import SITE_W, SITE_Y, WPPM
 from psyphy_pp.nuts import NutsResult
 from psyphy_pp.results import FitResult
@@ -171,7 +174,8 @@ def to_arviz(result: Any) -> Any:
     Args:
         result: A :class:`~psyphy_pp.MapResult` (``method`` ``"svi"`` or
             ``"scratch"``; stored as 1 chain x 1 draw), a
-            :class:`~psyphy_pp.NutsResult`, or an InferenceData (returned as is).
+            :class:`~psyphy_pp.NutsResult`, a :class:`~psyphy_pp.LaplaceResult`
+            (1 chain of independent draws), or an InferenceData (returned as is).
 
     Returns:
         ``arviz.InferenceData`` with groups ``posterior``, ``sample_stats``,
@@ -207,6 +211,10 @@ def to_arviz(result: Any) -> Any:
             "acceptance_rate": s["accept_prob"],
         }
         inference = "nuts"
+    elif isinstance(result, LaplaceResult):
+        W = result.weight_draws()
+        sample_stats = None
+        inference = "laplace"
     elif isinstance(result, MapResult):
         W = result.weight_draws()
         sample_stats = {"loss": np.asarray(result.losses)[None, None]}
@@ -214,7 +222,8 @@ def to_arviz(result: Any) -> Any:
     else:
         raise ValueError(
             "result must be a MapResult (fit_map, fit_map_scratch), a NutsResult "
-            f"(fit_nuts) or an arviz.InferenceData, got {type(result).__name__}"
+            "(fit_nuts), a LaplaceResult (fit_laplace) or an arviz.InferenceData, got "
+            f"{type(result).__name__}"
         )
     model, data = result.model, result.data
     D = model.input_dim
@@ -242,7 +251,7 @@ def to_arviz(result: Any) -> Any:
         "comparisons": ["trial", "stimulus_dim"],
         "ref_points": ["ref_point", "stimulus_dim"],
     }
-    if inference == "nuts":
+    if inference in ("nuts", "laplace"):
         del coords["step"], dims["loss"]
     attrs = _model_attrs(model) | dict(
         inference_method=inference,
@@ -253,6 +262,14 @@ def to_arviz(result: Any) -> Any:
             task_note=result.task_note,
             num_warmup=result.settings["num_warmup"],
             chain_method=result.settings["chain_method"],
+            wall_time=float(result.settings["wall_time"]),
+        )
+    if isinstance(result, LaplaceResult):
+        attrs |= dict(
+            task_note=result.task_note,
+            newton_steps=int(result.settings["newton_steps"]),
+            max_gradient=float(result.settings["max_gradient"]),
+            gauge_dim=int(result.settings["gauge_dim"]),
             wall_time=float(result.settings["wall_time"]),
         )
     idata = az.from_dict(

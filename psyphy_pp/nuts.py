@@ -46,7 +46,7 @@ P(correct) of held-out trials, or the log density (``lp`` in the sample stats).
 
 from __future__ import annotations
 
-__all__ = ["NutsResult", "fit_nuts", "deterministic_task", "NUTS_QUADRATURE", "CHAIN_METHODS"]
+__all__ = ["NutsResult", "fit_nuts", "deterministic_task", "with_deterministic_task", "NUTS_QUADRATURE", "CHAIN_METHODS"]
 
 import dataclasses
 import functools
@@ -178,7 +178,23 @@ def deterministic_task(task: Oddity, input_dim: int) -> Oddity:
     return defaults.task_for("nuts", task, input_dim)
 
 
-def _choose_task(model: WPPM, task: Oddity | None) -> tuple[WPPM, str]:
+def with_deterministic_task(model: WPPM, task: Oddity | None = None, *,
+                            user: str = "NUTS") -> tuple[WPPM, str]:
+    """``model`` with the deterministic task ``user`` (NUTS, the Laplace Hessian) runs on.
+
+    Args:
+        model: The :class:`~psyphy_pp.WPPM`.
+        task: An explicit deterministic task, or None for
+            :func:`deterministic_task` of the model's task.
+        user: Who uses the task, for the note and the error message.
+
+    Returns:
+        ``(model with that task, a note saying how it was chosen)``.
+
+    Raises:
+        ValueError: If ``task`` is not an Oddity, or draws fresh noise at every
+            evaluation.
+    """
     if task is not None:
         if not isinstance(task, Oddity):
             raise ValueError(f"task must be a psyphy_pp.Oddity or None, got {task!r}")
@@ -186,13 +202,12 @@ def _choose_task(model: WPPM, task: Oddity | None) -> tuple[WPPM, str]:
         if task.needs_key:
             raise ValueError(
                 f"task={task!r} draws fresh Monte Carlo noise at every evaluation, so the "
-                "log density is a different function at each call; NUTS needs a "
-                "deterministic log density (its trajectories follow the gradient and its "
-                "accept step compares energies). Use task=Oddity(method='quadrature', "
+                f"log density is a different function at each call; {user} needs a "
+                "deterministic log density. Use task=Oddity(method='quadrature', "
                 "num_angles=16, num_radial=8) (input_dim 2 or 3) or "
                 "task=Oddity(method='mc', fixed_noise=True, "
                 f"num_samples={max(defaults.MIN_FIXED_NOISE_SAMPLES, task.num_samples)}), "
-                "or leave task=None to let fit_nuts choose."
+                "or leave task=None to let psyphy_pp choose."
             )
         used = dataclasses.replace(model, task=task)  # WPPM validates the task
         return used, f"task given explicitly: {task!r}"
@@ -207,7 +222,7 @@ def _choose_task(model: WPPM, task: Oddity | None) -> tuple[WPPM, str]:
                "shrinks like 1/sqrt(num_samples)")
     old = ("draws fresh noise at every evaluation" if model.task.needs_key
            else "is the MAP-grade quadrature")
-    note = f"the model's task {model.task!r} {old}; NUTS ran on {new!r} ({why})"
+    note = f"the model's task {model.task!r} {old}; {user} ran on {new!r} ({why})"
     return dataclasses.replace(model, task=new), note
 
 
@@ -329,7 +344,7 @@ def fit_nuts(
         raise ValueError(f"target_accept_prob must be in (0, 1), got {target_accept_prob!r}")
     if not isinstance(progress_bar, bool):
         raise ValueError(f"progress_bar must be True or False, got {progress_bar!r}")
-    used_model, task_note = _choose_task(model, task)
+    used_model, task_note = with_deterministic_task(model, task)
     sharding = trial_sharding(devices)
     num_devices = 1 if sharding is None else sharding.num_devices
     method = _resolve_chain_method(chain_method, num_chains, num_devices)

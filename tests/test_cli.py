@@ -125,10 +125,38 @@ def test_missing_files_and_usage_errors(tmp_path, capsys):
     (tmp_path / "junk.npz").write_text("junk")
     assert main(["plot", str(tmp_path / "junk.npz")]) == 1
     assert "is not a psyphy_pp fit file" in one_line_error(capsys)
-    assert main(["fit", "x.csv", "--method", "laplace"]) == 2
-    assert "invalid choice: 'laplace'" in one_line_error(capsys)
+    assert main(["fit", "x.csv", "--method", "vi"]) == 2
+    assert "invalid choice: 'vi'" in one_line_error(capsys)
     assert main(["frobnicate"]) == 2
     one_line_error(capsys)
+
+
+@pytest.mark.slow  # ~40 s on 2 cores: a MAP, a Hessian, thresholds and a plot
+def test_fit_laplace_writes_posterior_and_bands(simulated, capsys):
+    out = simulated / "laplace"
+    assert main(["fit", str(simulated / "trials.csv"), "--out", str(out), *SMALL_MODEL,
+                 "--method", "laplace", "--num-draws", "30", "--no-progress"]) == 0
+    fit = pp.load_fit(out / "fit.npz")
+    assert fit.kind == "posterior" and fit.method == "laplace" and fit.sample_shape == (1, 30)
+    summary = (out / "summary.txt").read_text()
+    assert "Laplace: 30 independent draws of a Gaussian at the MAP" in summary
+    assert "3 rotation-gauge directions with zero width" in summary
+    assert (out / "inference.nc").exists()
+    assert main(["thresholds", str(out / "fit.npz"), "--num-directions", "6",
+                 "--no-progress"]) == 0
+    header = (out / "thresholds.csv").read_text().splitlines()[0].split(",")
+    assert {"axis_0_lower", "axis_0_upper", "axis_1_lower", "axis_1_upper"} <= set(header)
+    assert main(["plot", str(out / "fit.npz"), "--num-directions", "6", "--no-progress",
+                 "--dpi", "50"]) == 0
+    assert (out / "thresholds.png").exists()
+
+
+def test_fit_checks_sampler_options_before_fitting(tmp_path, capsys):
+    csv = tmp_path / "t.csv"
+    csv.write_text("ref_0,ref_1,comp_0,comp_1,response\n0,0,0.1,0,1\n")
+    assert main(["fit", str(csv), "--method", "laplace", "--num-draws", "0"]) == 1
+    assert "--num-draws must be at least 1, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "t_fit").exists()
 
 
 @pytest.mark.study  # 60-100 s on 2 cores: make test-studies

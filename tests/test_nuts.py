@@ -9,7 +9,12 @@ import pytest
 import psyphy_pp as pp
 from psyphy_pp._warnings import PsyphyWarning
 from psyphy_pp.diagnostics import posterior_sigma
-from psyphy_pp.nuts import NUTS_QUADRATURE, _choose_task, _resolve_chain_method, deterministic_task
+from psyphy_pp.nuts import (
+    NUTS_QUADRATURE,
+    _resolve_chain_method,
+    deterministic_task,
+    with_deterministic_task,
+)
 from tests.conftest import make_problem
 
 TINY = dict(num_warmup=10, num_samples=5, num_chains=1, progress_bar=False)
@@ -71,12 +76,12 @@ def test_fit_nuts_init_params_is_one_argument_away(tiny, tiny_posterior):
 def test_fit_nuts_explicit_task_overrides_the_choice(tiny):
     model, _, _ = tiny
     task = pp.Oddity(method="mc", fixed_noise=True, num_samples=64)
-    used, note = _choose_task(model, task)
+    used, note = with_deterministic_task(model, task)
     assert used.task is task and "explicitly" in note
-    used, note = _choose_task(dataclasses.replace(model, task=task), None)
+    used, note = with_deterministic_task(dataclasses.replace(model, task=task), None)
     assert used.task is task and "own task" in note
     with pytest.raises(ValueError, match="quadrature.*needs input_dim 2 or 3"):
-        _choose_task(pp.WPPM(input_dim=1, basis_degree=1), pp.Oddity(method="quadrature"))
+        with_deterministic_task(pp.WPPM(input_dim=1, basis_degree=1), pp.Oddity(method="quadrature"))
 
 
 def test_fit_nuts_rejects_a_fresh_noise_task(tiny):
@@ -155,3 +160,23 @@ def test_fit_nuts_converges_on_sigma_and_covers_the_truth(p_small_posterior):
     iu = np.triu_indices(2)
     inside = ci.contains(true_sigma)[:, iu[0], iu[1]]  # (point, entry) pairs, no duplicates
     assert inside.mean() >= 0.8, inside
+
+
+@pytest.mark.study  # shares the NUTS fixture above: make test-studies
+def test_laplace_and_nuts_sigma_bands_overlap(p_small_posterior):
+    """On P-small the Laplace Gaussian and NUTS agree on Sigma: every 90% band overlaps.
+
+    Also compared: the band widths (Laplace's within a factor 1.5 of NUTS's on
+    average) and the medians (within half a NUTS band of each other at most points).
+    """
+    (model, _, data), post = p_small_posterior
+    lap = pp.fit_laplace(model, data, num_draws=1200, progress_bar=False)
+    a, b = posterior_sigma(post, prob=0.9), posterior_sigma(lap, prob=0.9)
+    iu = np.triu_indices(2)
+    lo_a, hi_a = a.lower[:, iu[0], iu[1]], a.upper[:, iu[0], iu[1]]
+    lo_b, hi_b = b.lower[:, iu[0], iu[1]], b.upper[:, iu[0], iu[1]]
+    assert np.all((lo_b <= hi_a) & (lo_a <= hi_b))
+    ratio = np.mean(hi_b - lo_b) / np.mean(hi_a - lo_a)
+    assert 1 / 1.5 < ratio < 1.5, ratio
+    mid_a, mid_b = 0.5 * (lo_a + hi_a), 0.5 * (lo_b + hi_b)
+    assert np.mean(np.abs(mid_a - mid_b) <= 0.5 * (hi_a - lo_a)) >= 0.8
