@@ -44,10 +44,12 @@ under the integral sign, which differ from finite differences of the computed
 P(correct) by the quadrature error (on P-small, 1.7e-5 relative on the largest
 Hessian entry). With the Gauss-Hermite rule the Hessian matches finite
 differences to 1e-9. Fixed-noise Monte Carlo (other dimensions) gives a
-non-finite Hessian, which :func:`fit_laplace` refuses with an error. The Gaussian is exact only when the posterior
-is; :func:`fit_laplace` reports the largest standardised gradient left after the
-Newton steps, and ``docs/inference.md`` gives its measured coverage against
-NUTS.
+non-finite Hessian: :func:`fit_laplace` refuses it before fitting.
+
+Quality. The Gaussian is exact only when the posterior is. :func:`fit_laplace`
+reports the largest gradient left at the centre, in posterior standard
+deviations; ``docs/coverage.md`` gives how often its threshold bands cover the
+truth on simulated observers (``python -m benchmarks.coverage``).
 """
 
 from __future__ import annotations
@@ -285,8 +287,7 @@ def _newton_frame(H: np.ndarray, g: np.ndarray, W: np.ndarray):
         raise ValueError(
             f"the Hessian of the negative log posterior has {np.sum(~np.isfinite(H))} "
             "non-finite entries; fit_laplace needs a likelihood with finite second "
-            "derivatives (the quadrature, input_dim 2 or 3; fixed-noise Monte Carlo "
-            "is not supported yet)"
+            "derivatives"
         )
     B, lam, V = _restricted(H, gauge_directions(W))
     if lam[0] <= 0:
@@ -363,6 +364,12 @@ def fit_laplace(
             raise ValueError(f"map_fit was fitted to {map_fit.data.num_trials} trials, but "
                              f"data has {data.num_trials}; pass the MAP fit of this data")
     used_model, task_note = with_deterministic_task(model, task, user="the Laplace Hessian")
+    if used_model.task.method != "quadrature":
+        raise ValueError(
+            f"fit_laplace needs the quadrature likelihood (input_dim 2 or 3), got "
+            f"{used_model.task!r} for input_dim {model.input_dim}: the second derivatives of "
+            "the smoothed Monte Carlo likelihood are not finite. Use fit_nuts instead"
+        )
 
     t0 = time.perf_counter()
     if map_fit is None:

@@ -165,6 +165,7 @@ def test_sigma_bands_do_not_depend_on_how_the_gauge_is_resolved(small):
         (dict(progress_bar=1), "progress_bar"),
         (dict(map_fit="fit"), "map_fit must be a psyphy_pp.MapResult"),
         (dict(task=pp.Oddity(method="mc")), "the Laplace Hessian needs a deterministic"),
+        (dict(task=pp.Oddity(method="mc", fixed_noise=True)), "needs the quadrature likelihood"),
     ],
 )
 def test_fit_laplace_validates_arguments_up_front(small, kwargs, match):

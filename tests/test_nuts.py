@@ -144,6 +144,7 @@ def p_small_posterior():
 
 
 @pytest.mark.study  # ~2-8 min on 2 cores: make test-studies
+@pytest.mark.timeout(1800)  # the shared NUTS fixture took > 10 min on a loaded machine
 def test_fit_nuts_converges_on_sigma_and_covers_the_truth(p_small_posterior):
     import arviz as az
 
@@ -163,6 +164,7 @@ def test_fit_nuts_converges_on_sigma_and_covers_the_truth(p_small_posterior):
 
 
 @pytest.mark.study  # shares the NUTS fixture above: make test-studies
+@pytest.mark.timeout(1800)  # the shared NUTS fixture took > 10 min on a loaded machine
 def test_laplace_and_nuts_sigma_bands_overlap(p_small_posterior):
     """On P-small the Laplace Gaussian and NUTS agree on Sigma: every 90% band overlaps.
 
