@@ -47,6 +47,7 @@ from __future__ import annotations
 __all__ = ["main", "build_parser"]
 
 import argparse
+import math
 import os
 import shutil
 import sys
@@ -200,6 +201,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_threshold_options(p)
     p.add_argument("--out", type=Path, help="directory for the PNG files (default: next to FIT)")
     p.add_argument("--dpi", type=int, default=120, help="resolution (default 120)")
+    p.add_argument("--scale", default="auto",
+                   help="draw the threshold ellipses at this multiple of their size about each "
+                        "reference: auto (neighbours do not overlap; the title gives the scale) "
+                        "or a positive number, 1 for true size (default auto)")
     _add_force(p, "the PNG files")
     return parser
 
@@ -424,6 +429,7 @@ def _run_fit(args: argparse.Namespace, data: Any, model: Any, checkpoint: Any,
     elif args.method == "laplace" and status == 0:
         result = pp.fit_laplace(model, data, num_draws=args.num_draws or 1000, seed=args.seed,
                                 map_fit=fit, progress_bar=progress)
+    bands = _band_lines(result, data, progress) if result is not fit else []
     wall = time.perf_counter() - t0
     saved = SavedFit.from_result(result)
     if saved.kind == "posterior" and saved.losses is None:
@@ -444,6 +450,8 @@ def _run_fit(args: argparse.Namespace, data: Any, model: Any, checkpoint: Any,
     written.append("summary.txt")
     text = _summary(args, data, fit, result, t_map, wall, [out / w for w in written], notes,
                     data_notes)
+    if bands:
+        text = text.replace("\nwall time:", "\n" + "\n".join(bands) + "\nwall time:", 1)
     (staging / "summary.txt").write_text(text + "\n", encoding="utf-8")
     print(text)
     if status == EXIT_INTERRUPTED:
@@ -453,6 +461,36 @@ def _run_fit(args: argparse.Namespace, data: Any, model: Any, checkpoint: Any,
         sys.stderr.write(f"{PROG} fit: {failure} (exit status {status}; the fit is saved in "
                          f"{out})\n")
     return status
+
+
+#: References listed in summary.txt (all of them are in ``psyphy-pp thresholds``).
+SUMMARY_REFERENCES = 25
+
+
+def _band_lines(result: Any, data: Any, progress: bool, prob: float = 0.9) -> list[str]:
+    """summary.txt lines of a posterior fit: threshold ellipses with their credible bands."""
+    from psyphy_pp.fitio import SavedFit
+    from psyphy_pp.thresholds import thresholds
+
+    saved = SavedFit.from_result(result, normalization=data.normalization)
+    refs = _reference_points(saved, None)
+    th = thresholds(saved.model, _thin(saved, 200), refs, num_directions=16,
+                    progress_bar=progress).to_user(data.normalization)
+    t = th.table(prob)
+    d = th.input_dim
+    lines = [f"thresholds at P(correct) = {th.target:.4g}: ellipse half-axes with their "
+             f"{prob:.0%} credible bands ({len(refs)} references x 16 directions, "
+             f"{min(200, int(np.prod(saved.sample_shape)))} draws; all in psyphy-pp thresholds):"]
+    for i in range(min(len(refs), SUMMARY_REFERENCES)):
+        ref = ", ".join(f"{t[f'ref_{j}'][i]:.4g}" for j in range(d))
+        axes = " and ".join(f"{t[f'axis_{j}'][i]:.3g} [{t[f'axis_{j}_lower'][i]:.3g}, "
+                            f"{t[f'axis_{j}_upper'][i]:.3g}]" for j in range(d))
+        angle = f", angle {t['angle_deg'][i]:.0f} deg" if d == 2 else ""
+        why = "" if t["ellipse_ok"][i] else f" (not ok: {t['ellipse_reason'][i]})"
+        lines.append(f"  ref ({ref}): {axes}{angle}{why}")
+    if len(refs) > SUMMARY_REFERENCES:
+        lines.append(f"  ... and {len(refs) - SUMMARY_REFERENCES} more references")
+    return lines
 
 
 def _summary(args: argparse.Namespace, data: Any, fit: Any, result: Any, t_map: float,
@@ -577,6 +615,7 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 
     _check_threshold_options(args)
     _check_int("--dpi", args.dpi)
+    scale = _scale_option(args.scale)
     out = args.out or args.fit.parent
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file, not a directory")
@@ -599,7 +638,7 @@ def _cmd_plot(args: argparse.Namespace) -> int:
         if truth is not None:
             _, truth_th = _compute_thresholds(truth, args, refs=th_model.refs,
                                               normalization=saved.normalization)
-        plot_threshold_field(th, truth=truth_th, ax=ax, prob=args.prob)
+        plot_threshold_field(th, truth=truth_th, ax=ax, prob=args.prob, scale=scale)
         written.append(_save(fig, out / "thresholds.png", args.dpi))
     else:
         print(f"note: the threshold-field plot is 2D only (input_dim {d}); see psyphy-pp thresholds")
@@ -618,6 +657,18 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     plt.close("all")
     print("wrote " + ", ".join(str(p) for p in written))
     return 0
+
+
+def _scale_option(value: str) -> str | float:
+    if value == "auto":
+        return value
+    try:
+        scale = float(value)
+    except ValueError:
+        scale = math.nan
+    if not (math.isfinite(scale) and scale > 0):
+        raise ValueError(f"--scale must be 'auto' or a positive number, got {value!r}")
+    return scale
 
 
 def _box(norm: Any) -> tuple | None:

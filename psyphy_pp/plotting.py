@@ -12,6 +12,7 @@ __all__ = [
     "plot_fit_comparison",
     "THRESHOLD_SCALE_2D",
     "plot_threshold_field",
+    "display_scale",
     "plot_psychometric_curves",
     "plot_posterior_ellipses",
     "plot_trace",
@@ -192,6 +193,50 @@ def _ring_path(centre: np.ndarray, dirs: np.ndarray, inner: np.ndarray, outer: n
     return Path(verts, codes)
 
 
+def display_scale(thresholds: Any, fill: float = 0.45) -> float:
+    """A drawing scale at which neighbouring threshold ellipses do not overlap.
+
+    The scale is the largest "nice" number (1, 2 or 5 times a power of ten) at
+    which the reached threshold points of 90% of the references stay within
+    ``fill`` times the distance to the nearest other reference, measured
+    relative to the stimulus box along each axis. It may be above 1 (small
+    thresholds, drawn enlarged) or below 1.
+
+    Args:
+        thresholds: :class:`~psyphy_pp.Thresholds` (a posterior is judged by its medians).
+        fill: Fraction of the nearest-neighbour distance an ellipse may reach.
+
+    Returns:
+        The scale (1.0 with fewer than two references or nothing reached).
+    """
+    th = thresholds.median() if thresholds.sample_shape else thresholds
+    refs = np.asarray(th.refs, np.float64)
+    if refs.shape[0] < 2:
+        return 1.0
+    size = np.asarray([hi - lo for lo, hi in _box_limits(th.normalization, refs.shape[1])])
+    r = refs / size
+    dist = np.linalg.norm(r[:, None] - r[None], axis=-1)
+    np.fill_diagonal(dist, np.inf)
+    spacing = dist.min(axis=1)
+    reach = np.linalg.norm(th.distances[..., None] * th.directions / size, axis=-1)
+    reach = np.where(th.reached, reach, 0.0).max(axis=1)  # (R,)
+    ok = reach > 0
+    if not ok.any():
+        return 1.0
+    raw = float(np.quantile(fill * spacing[ok] / reach[ok], 0.1))
+    exponent = np.floor(np.log10(raw))
+    mantissa = raw / 10**exponent
+    nice = max(m for m in (1.0, 2.0, 5.0) if m <= mantissa + 1e-12)
+    return float(nice * 10**exponent)
+
+
+def _scale_about(refs: np.ndarray, pts: np.ndarray, scale: float) -> np.ndarray:
+    """Points ``pts`` (``(R, ..., D)``) moved towards their reference by ``scale``."""
+    shape = (refs.shape[0],) + (1,) * (pts.ndim - 2) + (refs.shape[1],)
+    r = refs.reshape(shape)
+    return r + scale * (pts - r)
+
+
 def plot_threshold_field(
     thresholds: Any,
     *,
@@ -204,6 +249,7 @@ def plot_threshold_field(
     band_color: str = "tab:blue",
     label: str | None = None,
     truth_label: str = "truth",
+    scale: float | str = "auto",
 ) -> Any:
     """Threshold ellipses over the stimulus plane: fit, truth and posterior band (2D).
 
@@ -214,6 +260,11 @@ def plot_threshold_field(
     threshold distance along every direction (a shaded ring) and the ellipse
     through the median thresholds. The units are those of ``thresholds``
     (see :meth:`~psyphy_pp.Thresholds.to_user`).
+
+    Every ellipse, band and threshold point is drawn ``scale`` times its size
+    about its reference point (the title says so when the scale is not 1), so
+    that neighbouring references stay apart; the reference points themselves
+    and the axes are not scaled.
 
     Args:
         thresholds: :class:`~psyphy_pp.Thresholds` (2D), with or without sample axes.
@@ -226,18 +277,27 @@ def plot_threshold_field(
         band_color: Colour of the credible band.
         label: Legend label of the fit (default ``"fit"`` or ``"posterior median"``).
         truth_label: Legend label of the truth.
+        scale: Drawing scale of the ellipses: ``"auto"`` (:func:`display_scale`,
+            so that neighbours do not overlap) or a positive number (1: true size).
 
     Returns:
         The matplotlib ``Figure``.
 
     Raises:
-        ValueError: If the thresholds are not 2D.
+        ValueError: If the thresholds are not 2D, or ``scale`` is neither
+            ``"auto"`` nor a positive number.
     """
     import matplotlib.pyplot as plt
     from matplotlib.patches import Ellipse, PathPatch
 
     if thresholds.input_dim != 2:
         raise ValueError(f"plot_threshold_field needs input_dim 2, got {thresholds.input_dim}")
+    if scale == "auto":
+        scale = display_scale(thresholds)
+    elif isinstance(scale, str) or not (isinstance(scale, (int, float)) and scale > 0
+                                        and np.isfinite(scale)):
+        raise ValueError(f"scale must be 'auto' or a positive number, got {scale!r}")
+    scale = float(scale)
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 6))
     posterior = bool(thresholds.sample_shape)
@@ -247,20 +307,22 @@ def plot_threshold_field(
     def draw_ellipses(th: Any, edgecolor: str, lab: str, **style: Any) -> None:
         e = th.ellipses
         angles = np.degrees(e.angle)
+        centres = _scale_about(th.refs, e.centre, scale)
         for i in range(e.centre.shape[0]):
-            ax.add_patch(Ellipse(e.centre[i], 2 * e.axes[i, 0], 2 * e.axes[i, 1], angle=angles[i],
-                                 facecolor="none", edgecolor=edgecolor,
+            ax.add_patch(Ellipse(centres[i], 2 * scale * e.axes[i, 0], 2 * scale * e.axes[i, 1],
+                                 angle=angles[i], facecolor="none", edgecolor=edgecolor,
                                  label=lab if i == 0 else None, **style))
 
     if posterior:
         lo, _, hi = thresholds.band(prob)
         for i in range(thresholds.refs.shape[0]):
-            path = _ring_path(thresholds.refs[i], thresholds.directions, lo[i], hi[i])
+            path = _ring_path(thresholds.refs[i], thresholds.directions, scale * lo[i],
+                              scale * hi[i])
             ax.add_patch(PathPatch(path, facecolor=band_color, edgecolor="none", alpha=0.35,
                                    label=f"{prob:.0%} credible band" if i == 0 else None))
     draw_ellipses(point, color, label, linewidth=1.2)
     if show_points and not posterior:
-        pts = point.points.reshape(-1, 2)
+        pts = _scale_about(point.refs, point.points, scale).reshape(-1, 2)
         reached = point.reached.reshape(-1)
         ax.plot(pts[reached, 0], pts[reached, 1], ".", color=color, markersize=3)
         if (~reached).any():
@@ -278,7 +340,8 @@ def plot_threshold_field(
     xl, yl = _axis_labels(thresholds.normalization, 2)
     ax.set_xlabel(xl)
     ax.set_ylabel(yl)
-    ax.set_title(f"thresholds at P(correct) = {thresholds.target:.3g}")
+    drawn = "" if scale == 1 else f"\n(ellipses drawn at {scale:g}x their size about each reference)"
+    ax.set_title(f"thresholds at P(correct) = {thresholds.target:.3g}{drawn}")
     ax.legend(loc="upper right", fontsize="small")
     return ax.figure
 

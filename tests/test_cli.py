@@ -141,14 +141,18 @@ def test_fit_laplace_writes_posterior_and_bands(simulated, capsys):
     summary = (out / "summary.txt").read_text()
     assert "Laplace: 30 independent draws of a Gaussian at the MAP" in summary
     assert "3 rotation-gauge directions with zero width" in summary
+    assert "ellipse half-axes with their 90% credible bands (9 references x 16" in summary
+    assert summary.count("\n  ref (") == 9  # one line per reference, in the data's units
     assert (out / "inference.nc").exists()
     assert main(["thresholds", str(out / "fit.npz"), "--num-directions", "6",
                  "--no-progress"]) == 0
     header = (out / "thresholds.csv").read_text().splitlines()[0].split(",")
     assert {"axis_0_lower", "axis_0_upper", "axis_1_lower", "axis_1_upper"} <= set(header)
     assert main(["plot", str(out / "fit.npz"), "--num-directions", "6", "--no-progress",
-                 "--dpi", "50"]) == 0
+                 "--dpi", "50", "--scale", "1"]) == 0
     assert (out / "thresholds.png").exists()
+    assert main(["plot", str(out / "fit.npz"), "--scale", "-2", "--force"]) == 1
+    assert "--scale must be 'auto' or a positive number, got '-2'" in capsys.readouterr().err
 
 
 def test_fit_checks_sampler_options_before_fitting(tmp_path, capsys):

@@ -337,6 +337,46 @@ def test_plot_threshold_field_and_psychometric_panel():
     with pytest.raises(ValueError, match="input_dim 2"):
         plot_threshold_field(dataclasses.replace(
             point, refs=np.zeros((3, 3)), directions=np.zeros((8, 3))))
+    with pytest.raises(ValueError, match="scale must be 'auto' or a positive number, got 0"):
+        plot_threshold_field(point, scale=0)
+
+
+def test_display_scale_keeps_neighbouring_ellipses_apart():
+    """Circles of radius rho at references 0.5 apart: the scale is the nice number
+    at or below 0.45 * spacing / rho (relative to the box), and the drawn circles
+    have radius scale * rho about their references."""
+    import matplotlib.pyplot as plt
+
+    from psyphy_pp.plotting import display_scale, plot_threshold_field
+
+    refs = pp.designs.grid_points(3, 2, -0.5, 0.5)
+    dirs = np.stack([np.cos(np.linspace(0, 2 * np.pi, 8, endpoint=False)),
+                     np.sin(np.linspace(0, 2 * np.pi, 8, endpoint=False))], axis=1)
+
+    base = pp.thresholds(constant_model(), constant_params(constant_model(), isotropic_U0(2)),
+                         refs, num_directions=8)
+
+    def circles(rho):
+        return dataclasses.replace(base, directions=dirs, distances=np.full((9, 8), rho),
+                                   reached=np.ones((9, 8), bool))
+
+    box = 2.2  # the plotted box, [-1.1, 1.1]
+    for rho, expected in [(0.6, 0.2), (0.2, 1.0), (0.01, 20.0), (0.1, 2.0)]:
+        raw = 0.45 * (0.5 / box) / (rho / box)
+        assert display_scale(circles(rho)) == pytest.approx(expected), raw
+        assert expected <= raw < 2.5 * expected
+    th = circles(0.6)
+    fig = plot_threshold_field(th, show_points=False)
+    ax = fig.axes[0]
+    assert "drawn at 0.2x" in ax.get_title()
+    widths = [p.width for p in ax.patches]  # th.ellipses: those of the solver's thresholds
+    np.testing.assert_allclose(widths, 2 * 0.2 * th.ellipses.axes[:, 0], rtol=1e-6)
+    fig = plot_threshold_field(circles(0.6), show_points=False, scale=1)
+    assert "drawn at" not in fig.axes[0].get_title()
+    single = dataclasses.replace(circles(0.6), refs=refs[:1], distances=np.full((1, 8), 0.6),
+                                 reached=np.ones((1, 8), bool), max_distances=np.ones((1, 8)))
+    assert display_scale(single) == 1.0
+    plt.close("all")
 
 
 # ----- ellipse_ok and its reason, on synthetic threshold points (no solver) -----
