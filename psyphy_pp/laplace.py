@@ -75,6 +75,7 @@ from psyphy_pp.inference import MapResult, check_model_and_data, fit_map
 from psyphy_pp.model import SITE_W, WPPM
 from psyphy_pp.nuts import with_deterministic_task
 from psyphy_pp.oddity import Oddity
+from psyphy_pp.results import PosteriorDraws
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +90,7 @@ NEWTON_TOL = 1e-8
 
 
 @dataclass(frozen=True, eq=False)
-class LaplaceResult:
+class LaplaceResult(PosteriorDraws):
     """The outcome of :func:`fit_laplace`: independent draws of a Gaussian at the MAP.
 
     Attributes:
@@ -123,25 +124,6 @@ class LaplaceResult:
     settings: dict = field(default_factory=dict)
     task_note: str = ""
     method: str = "laplace"
-
-    @property
-    def kind(self) -> str:
-        """``"posterior"``: draws of ``W`` (:class:`~psyphy_pp.results.FitResult`)."""
-        return "posterior"
-
-    def weight_draws(self) -> np.ndarray:
-        """The draws of ``W``, shape ``(1, num_draws, *weights_shape)``."""
-        return np.asarray(self.samples[SITE_W])
-
-    @property
-    def num_chains(self) -> int:
-        """1: the draws are independent, there are no chains."""
-        return 1
-
-    @property
-    def num_samples(self) -> int:
-        """The number of draws."""
-        return int(self.samples[SITE_W].shape[1])
 
     def covariance(self) -> np.ndarray:
         """The covariance of ``W.reshape(-1)``, shape ``(n, n)`` (singular along the gauge)."""

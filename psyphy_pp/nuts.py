@@ -67,6 +67,7 @@ from psyphy_pp.data import TrialData
 from psyphy_pp.inference import check_model_and_data, place_data
 from psyphy_pp.model import SITE_W, WPPM
 from psyphy_pp.oddity import Oddity
+from psyphy_pp.results import PosteriorDraws
 from psyphy_pp.sharding import DevicesLike, trial_sharding
 
 logger = logging.getLogger(__name__)
@@ -92,7 +93,7 @@ _EXTRA_FIELDS = (
 
 
 @dataclass(frozen=True, eq=False)
-class NutsResult:
+class NutsResult(PosteriorDraws):
     """The outcome of :func:`fit_nuts`: posterior draws kept by chain.
 
     Attributes:
@@ -119,25 +120,6 @@ class NutsResult:
     settings: dict = field(default_factory=dict)
     task_note: str = ""
     method: str = "nuts"
-
-    @property
-    def kind(self) -> str:
-        """``"posterior"``: draws of ``W`` (:class:`~psyphy_pp.results.FitResult`)."""
-        return "posterior"
-
-    def weight_draws(self) -> np.ndarray:
-        """The draws of ``W``, shape ``(chains, draws, *weights_shape)``."""
-        return np.asarray(self.samples[SITE_W])
-
-    @property
-    def num_chains(self) -> int:
-        """Number of chains."""
-        return int(self.samples[SITE_W].shape[0])
-
-    @property
-    def num_samples(self) -> int:
-        """Draws per chain (after warmup)."""
-        return int(self.samples[SITE_W].shape[1])
 
     @property
     def num_divergences(self) -> int:

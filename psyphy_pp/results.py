@@ -11,7 +11,7 @@ through it.
 
 from __future__ import annotations
 
-__all__ = ["FitResult", "as_fit_result"]
+__all__ = ["FitResult", "PosteriorDraws", "as_fit_result"]
 
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
@@ -45,6 +45,35 @@ class FitResult(Protocol):
     def weight_draws(self) -> np.ndarray:
         """``W`` by chain and draw: shape ``(chains, draws, *weights_shape)``."""
         ...
+
+
+class PosteriorDraws:
+    """The :class:`FitResult` parts of a result that holds draws of ``W`` by chain.
+
+    Shared by :class:`~psyphy_pp.NutsResult` and :class:`~psyphy_pp.LaplaceResult`,
+    whose ``samples["W"]`` has shape ``(chains, draws, *weights_shape)``.
+    """
+
+    samples: dict
+
+    @property
+    def kind(self) -> str:
+        """``"posterior"``: draws of ``W``."""
+        return "posterior"
+
+    def weight_draws(self) -> np.ndarray:
+        """The draws of ``W``, shape ``(chains, draws, *weights_shape)``."""
+        return np.asarray(self.samples["W"])
+
+    @property
+    def num_chains(self) -> int:
+        """Number of chains (1 for independent draws)."""
+        return int(self.samples["W"].shape[0])
+
+    @property
+    def num_samples(self) -> int:
+        """Draws per chain."""
+        return int(self.samples["W"].shape[1])
 
 
 def as_fit_result(obj: object) -> FitResult:
