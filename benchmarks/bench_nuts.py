@@ -1,0 +1,135 @@
+"""Where NUTS spends its time on a realistic observer, against fit_laplace.
+
+The observer: P-std's model (degree 4, 150 weights) with a 5 x 5 grid of
+references and 240 trials each (N = 6,000), truth drawn from the prior (seed
+123). One MAP fit (``fit_laplace``'s, default settings) starts both chains.
+
+Measured and printed, for ``fit_nuts`` at the given warmup and draws:
+
+* wall time, split into the first call's compilation and the sampling;
+* the cost of one gradient of the log density, timed on its own (jitted, the
+  same likelihood NUTS uses), and the number of gradients (leapfrog steps) per
+  draw, mean and maximum, with the tree depth and the adapted step size; their
+  product is what sampling costs;
+* divergences, and the convergence of ``Sigma`` at the references: max r_hat
+  and min ess_bulk (ArviZ), with ess per second;
+* the same wall time for ``fit_laplace`` (MAP included) as the baseline.
+
+Run ``python -m benchmarks.bench_nuts`` from the repository root
+(``--num-warmup``, ``--num-draws``; default 200 + 200 per chain, about 10 min on
+2 cores). The issue's target, 2 x 500 draws with r_hat < 1.01 and ess > 400 in
+under 10 minutes, is printed next to the measurement.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+
+def observer(num_trials_per_ref: int = 240, seed: int = 123):
+    """The 6,000-trial degree-4 observer: (model, truth, data)."""
+    import jax
+
+    import psyphy_pp as pp
+
+    model = pp.WPPM(input_dim=2, basis_degree=4, extra_dims=1)
+    truth = model.sample_prior(jax.random.PRNGKey(seed))
+    refs, comps = pp.designs.grid_design(model, truth, grid_size=5,
+                                         trials_per_ref=num_trials_per_ref,
+                                         key=jax.random.PRNGKey(3))
+    data = pp.simulate(model, truth, refs, comps, key=jax.random.PRNGKey(4))
+    return model, truth, data
+
+
+def gradient_seconds(model, params, data, repeats: int = 20) -> float:
+    """Median seconds of one jitted value-and-gradient of the log density NUTS samples."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    arrays = [jnp.asarray(a) for a in (data.refs, data.comparisons, data.responses)]
+
+    def f(W):
+        p = {"W": W}
+        return -(model.log_prior(p) + jnp.sum(model.log_likelihood(p, *arrays)))
+
+    vg = jax.jit(jax.value_and_grad(f))
+    W = jnp.asarray(params["W"])
+    jax.block_until_ready(vg(W))
+    times = []
+    for i in range(repeats):
+        t = time.perf_counter()
+        jax.block_until_ready(vg(W + 1e-7 * i))
+        times.append(time.perf_counter() - t)
+    return float(np.median(times))
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--num-warmup", type=int, default=200)
+    parser.add_argument("--num-draws", type=int, default=200)
+    parser.add_argument("--trials-per-ref", type=int, default=240)
+    args = parser.parse_args(argv)
+
+    import arviz as az
+    import jax
+    import numpy as np
+    import numpyro
+
+    import psyphy_pp as pp
+
+    load0 = os.getloadavg()
+    model, _, data = observer(args.trials_per_ref)
+    t0 = time.perf_counter()
+    lap = pp.fit_laplace(model, data, progress_bar=False)
+    t_laplace = time.perf_counter() - t0
+    grad_s = gradient_seconds(lap.model, lap.params, data)
+
+    t0 = time.perf_counter()
+    post = pp.fit_nuts(model, data, init_params=lap.map_fit.params, num_warmup=args.num_warmup,
+                       num_samples=args.num_draws, num_chains=2, progress_bar=False)
+    t_nuts = time.perf_counter() - t0
+    steps = post.sample_stats["num_steps"]
+    idata = pp.to_arviz(post)
+    summ = az.summary(idata, var_names=["Sigma"], kind="diagnostics", round_to="none")
+    rhat, ess = float(summ["r_hat"].max()), float(summ["ess_bulk"].min())
+    iters = 2 * (args.num_warmup + args.num_draws)
+    out = dict(
+        num_trials=data.num_trials, weights=int(np.prod(model.weights_shape)),
+        laplace_seconds=t_laplace, nuts_seconds=t_nuts, gradient_seconds=grad_s,
+        mean_steps=float(steps.mean()), max_steps=int(steps.max()),
+        mean_tree_depth=float(post.sample_stats["tree_depth"].mean()),
+        step_size=[float(s) for s in post.sample_stats["step_size"][:, -1]],
+        divergences=post.num_divergences, max_rhat=rhat, min_ess=ess,
+        seconds_per_iteration=t_nuts / iters,
+        load=(load0, os.getloadavg()), jax=jax.__version__, numpyro=numpyro.__version__,
+    )
+    print(f"observer: {out['num_trials']} trials, {out['weights']} weights; "
+          f"jax {jax.__version__}, numpyro {numpyro.__version__}; load {load0[0]:.2f} -> "
+          f"{os.getloadavg()[0]:.2f}")
+    print("| quantity | value |\n| --- | --- |")
+    rows = [
+        ("fit_laplace, MAP included (s)", f"{t_laplace:.0f}"),
+        (f"fit_nuts, 2 chains x ({args.num_warmup} + {args.num_draws}) (s)", f"{t_nuts:.0f}"),
+        ("seconds per NUTS iteration", f"{t_nuts / iters:.2f}"),
+        ("one value-and-gradient (s)", f"{grad_s:.3f}"),
+        ("leapfrog steps per iteration (post-warmup mean / max)",
+         f"{steps.mean():.1f} / {steps.max()}"),
+        ("tree depth (mean)", f"{out['mean_tree_depth']:.2f}"),
+        ("adapted step size (per chain)", ", ".join(f"{s:.3g}" for s in out["step_size"])),
+        ("gradients x their time / wall time (warmup counted at the post-warmup steps)",
+         f"{grad_s * steps.mean() * iters / t_nuts:.0%}"),
+        ("divergences", f"{post.num_divergences}"),
+        ("Sigma: max r_hat / min ess_bulk", f"{rhat:.3f} / {ess:.0f}"),
+        ("ess_bulk per second (min over Sigma)", f"{ess / t_nuts:.3f}"),
+        ("target: 2 x 500 draws, r_hat < 1.01, ess > 400, < 600 s", "see above"),
+    ]
+    for name, value in rows:
+        print(f"| {name} | {value} |")
+    return out
+
+
+if __name__ == "__main__":
+    main()
