@@ -5,9 +5,10 @@ Subcommands (``psyphy-pp <command> --help`` lists every option):
 * ``simulate OUT.csv``: simulate an observer from a ground truth drawn from the
   prior; writes the trials (CSV) and the truth (a fit file, ``OUT_truth.npz``).
 * ``fit DATA.csv``: fit the WPPM by MAP (then a Laplace approximation with
-  ``--method laplace``, or NUTS with ``--method nuts``); writes ``fit.npz`` (reopen with :func:`~psyphy_pp.load_fit`),
-  ``params.npz``, ``summary.txt`` and, when :func:`~psyphy_pp.to_arviz` is
-  available, ``inference.nc`` (ArviZ netCDF) into the output directory.
+  ``--method laplace``, or NUTS with ``--method nuts``); writes ``fit.npz``
+  (reopen with :func:`~psyphy_pp.load_fit`), ``params.npz``, ``summary.txt``
+  and, when :func:`~psyphy_pp.to_arviz` is available, ``inference.nc`` (ArviZ
+  netCDF) into the output directory.
 * ``thresholds FIT.npz``: threshold ellipses at the reference points (CSV, one
   row per reference, in the data's units; ``--points`` also writes one row per
   direction).
@@ -449,9 +450,7 @@ def _run_fit(args: argparse.Namespace, data: Any, model: Any, checkpoint: Any,
             notes.append(f"no ArviZ file: {type(err).__name__}: {_one_line(err)}")
     written.append("summary.txt")
     text = _summary(args, data, fit, result, t_map, wall, [out / w for w in written], notes,
-                    data_notes)
-    if bands:
-        text = text.replace("\nwall time:", "\n" + "\n".join(bands) + "\nwall time:", 1)
+                    data_notes, bands)
     (staging / "summary.txt").write_text(text + "\n", encoding="utf-8")
     print(text)
     if status == EXIT_INTERRUPTED:
@@ -474,13 +473,14 @@ def _band_lines(result: Any, data: Any, progress: bool, prob: float = 0.9) -> li
 
     saved = SavedFit.from_result(result, normalization=data.normalization)
     refs = _reference_points(saved, None)
-    th = thresholds(saved.model, _thin(saved, 200), refs, num_directions=16,
+    draws = _thin(saved, 200)
+    th = thresholds(saved.model, draws, refs, num_directions=16,
                     progress_bar=progress).to_user(data.normalization)
     t = th.table(prob)
     d = th.input_dim
     lines = [f"thresholds at P(correct) = {th.target:.4g}: ellipse half-axes with their "
              f"{prob:.0%} credible bands ({len(refs)} references x 16 directions, "
-             f"{min(200, int(np.prod(saved.sample_shape)))} draws; all in psyphy-pp thresholds):"]
+             f"{len(draws['W'])} draws; all in psyphy-pp thresholds):"]
     for i in range(min(len(refs), SUMMARY_REFERENCES)):
         ref = ", ".join(f"{t[f'ref_{j}'][i]:.4g}" for j in range(d))
         axes = " and ".join(f"{t[f'axis_{j}'][i]:.3g} [{t[f'axis_{j}_lower'][i]:.3g}, "
@@ -495,7 +495,7 @@ def _band_lines(result: Any, data: Any, progress: bool, prob: float = 0.9) -> li
 
 def _summary(args: argparse.Namespace, data: Any, fit: Any, result: Any, t_map: float,
              wall: float, written: Sequence[Path], notes: Sequence[str],
-             data_notes: Sequence[str] = ()) -> str:
+             data_notes: Sequence[str] = (), bands: Sequence[str] = ()) -> str:
     m = fit.model
     norm = data.normalization
     settings = fit.settings
@@ -535,6 +535,7 @@ def _summary(args: argparse.Namespace, data: Any, fit: Any, result: Any, t_map: 
                      f"({st['newton_steps']} Newton steps, largest gradient left "
                      f"{st['max_gradient']:.2g} posterior sd, {st['gauge_dim']} rotation-gauge "
                      f"directions with zero width), task {result.model.task!r}")
+    lines += list(bands)
     lines.append(f"wall time: {wall:.1f} s")
     lines.append("warnings: " + ("; ".join(data_notes) if data_notes else "none"))
     lines += [f"note: {n}" for n in notes]
