@@ -269,6 +269,7 @@ def to_arviz(result: Any) -> Any:
             task_note=result.task_note,
             newton_steps=int(result.settings["newton_steps"]),
             max_gradient=float(result.settings["max_gradient"]),
+            rise_ratio=float(result.settings.get("rise_ratio", float("nan"))),
             gauge_dim=int(result.settings["gauge_dim"]),
             wall_time=float(result.settings["wall_time"]),
         )

@@ -535,6 +535,10 @@ def _summary(args: argparse.Namespace, data: Any, fit: Any, result: Any, t_map: 
                      f"({st['newton_steps']} Newton steps, largest gradient left "
                      f"{st['max_gradient']:.2g} posterior sd, {st['gauge_dim']} rotation-gauge "
                      f"directions with zero width), task {result.model.task!r}")
+        lines.append(f"Laplace check: at its draws the negative log posterior rose "
+                     f"{st['rise_ratio']:.2f} times as much as the Gaussian predicts (1 for a "
+                     "Gaussian posterior; above 1 the posterior is narrower than the Gaussian "
+                     "in some directions and the bands sit too high, see docs/coverage.md)")
     lines += list(bands)
     lines.append(f"wall time: {wall:.1f} s")
     lines.append("warnings: " + ("; ".join(data_notes) if data_notes else "none"))

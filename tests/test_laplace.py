@@ -179,3 +179,25 @@ def test_fit_laplace_rejects_a_map_fit_of_other_data(small):
     other = pp.TrialData(data.refs[:10], data.comparisons[:10], data.responses[:10])
     with pytest.raises(ValueError, match="map_fit was fitted to 360 trials, but data has 10"):
         pp.fit_laplace(model, other, map_fit=fit)
+
+
+def test_rise_ratio_is_one_for_a_gaussian_and_flags_a_quartic():
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((5, 5))
+    H = A @ A.T + 5 * np.eye(5)  # f = (w - c)^T H (w - c) / 2: a Gaussian posterior
+    c = rng.standard_normal(5)
+    L = np.linalg.cholesky(np.linalg.inv(H))
+    z = rng.standard_normal((8, 5))
+
+    def quadratic(w):
+        return 0.5 * (w - c) @ H @ (w - c)
+
+    assert pp.laplace.rise_ratio(quadratic, c, L, z) == pytest.approx(1.0, rel=1e-12)
+    # the same curvature at the centre, plus a quartic term: narrower than the Gaussian
+    ratio = pp.laplace.rise_ratio(lambda w: quadratic(w) + 100 * np.sum((w - c) ** 4), c, L, z)
+    assert ratio > 1.1
+
+
+def test_fit_laplace_reports_its_rise_ratio(small):
+    ratio = small[2].settings["rise_ratio"]
+    assert np.isfinite(ratio) and ratio > 0.5
