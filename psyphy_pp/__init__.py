@@ -17,6 +17,8 @@ from psyphy_pp.fitio import IncompatibleFitError as IncompatibleFitError
 from psyphy_pp.fitio import SavedFit as SavedFit
 from psyphy_pp.fitio import load_fit as load_fit
 from psyphy_pp.fitio import save_fit as save_fit
+from psyphy_pp.goodness import GoodnessOfFit as GoodnessOfFit
+from psyphy_pp.goodness import goodness_of_fit as goodness_of_fit
 from psyphy_pp.inference import ConvergenceWarning as ConvergenceWarning
 from psyphy_pp.inference import DataWarning as DataWarning
 from psyphy_pp.inference import FitDivergedError as FitDivergedError
@@ -68,6 +70,8 @@ __all__ = [
     "LaplaceResult",
     "to_arviz",
     "compare_fits",
+    "goodness_of_fit",
+    "GoodnessOfFit",
     "FitComparison",
     "trial_sharding",
 ]

@@ -59,6 +59,7 @@ __all__ = [
     "Thresholds",
     "fit_ellipses",
     "psychometric_curves",
+    "trial_probabilities",
     "threshold_directions",
     "threshold_task",
     "thresholds",
@@ -390,6 +391,35 @@ def psychometric_curves(
     batch = max(1, _TRIALS_PER_BATCH // rr.shape[0])
     out = np.asarray(_curve_fn(m, batch)(jnp.asarray(Ws), rr, cc), np.float64)
     return out.reshape(sample_shape + comps.shape[:-1])
+
+
+def trial_probabilities(model: WPPM, params: Params, refs: ArrayLike, comparisons: ArrayLike,
+                        *, task: Oddity | None = None) -> np.ndarray:
+    """P(correct) of given trials under each draw of ``W``.
+
+    Args:
+        model: The model.
+        params: ``{"W": W}``, optionally with leading sample axes.
+        refs: References in model units, shape ``(N, D)``.
+        comparisons: Comparisons, shape ``(N, D)``.
+        task: Deterministic likelihood (default :func:`threshold_task`).
+
+    Returns:
+        P(correct) in float64, shape ``(*S, N)``.
+    """
+    rr = check_stimuli("refs", refs, model.input_dim)
+    cc = check_stimuli("comparisons", comparisons, model.input_dim)
+    if rr.shape != cc.shape:
+        raise ValueError(f"comparisons must have the shape of refs {rr.shape}, got {cc.shape}")
+    task = threshold_task(model.task, model.input_dim) if task is None else task
+    if not task.resolve(model.input_dim).deterministic:
+        raise ValueError(f"task must be deterministic, got {task!r}")
+    m = dataclasses.replace(model, task=task)
+    W, sample_shape = model.weight_samples(params)
+    Ws = W.reshape((-1,) + model.weights_shape).astype(jnp.result_type(float))
+    batch = max(1, _TRIALS_PER_BATCH // max(1, rr.shape[0]))
+    out = np.asarray(_curve_fn(m, batch)(jnp.asarray(Ws), rr, cc), np.float64)
+    return out.reshape(sample_shape + rr.shape[:1])
 
 
 @functools.lru_cache(maxsize=16)
