@@ -195,8 +195,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_force(p, "the CSV files")
 
     p = sub.add_parser("plot", help="PNG figures of a fit",
-                       description="Draw the threshold-ellipse field (2D), psychometric curves "
-                       "and the loss curve of a fit as PNG files.")
+                       description="Draw the threshold-ellipse field (2D), psychometric curves, "
+                       "the loss curve and the calibration (observed against predicted "
+                       "proportion correct, with the goodness-of-fit test) of a fit as PNG "
+                       "files.")
     p.add_argument("fit", type=Path, help="fit file written by psyphy-pp fit")
     p.add_argument("--truth", type=Path, help="ground-truth fit file (from psyphy-pp simulate) to overlay")
     _add_threshold_options(p)
@@ -431,6 +433,7 @@ def _run_fit(args: argparse.Namespace, data: Any, model: Any, checkpoint: Any,
         result = pp.fit_laplace(model, data, num_draws=args.num_draws or 1000, seed=args.seed,
                                 map_fit=fit, progress_bar=progress)
     bands = _band_lines(result, data, progress) if result is not fit else []
+    checks = _goodness_lines(result) if status != EXIT_INTERRUPTED else []
     wall = time.perf_counter() - t0
     saved = SavedFit.from_result(result)
     if saved.kind == "posterior" and saved.losses is None:
@@ -450,7 +453,7 @@ def _run_fit(args: argparse.Namespace, data: Any, model: Any, checkpoint: Any,
             notes.append(f"no ArviZ file: {type(err).__name__}: {_one_line(err)}")
     written.append("summary.txt")
     text = _summary(args, data, fit, result, t_map, wall, [out / w for w in written], notes,
-                    data_notes, bands)
+                    data_notes, bands, checks)
     (staging / "summary.txt").write_text(text + "\n", encoding="utf-8")
     print(text)
     if status == EXIT_INTERRUPTED:
@@ -493,9 +496,20 @@ def _band_lines(result: Any, data: Any, progress: bool, prob: float = 0.9) -> li
     return lines
 
 
+def _goodness_lines(result: Any) -> list[str]:
+    """summary.txt lines: the goodness-of-fit test of the fit (or why it could not run)."""
+    from psyphy_pp.goodness import goodness_of_fit
+
+    try:
+        return goodness_of_fit(result).summary().splitlines()
+    except Exception as err:  # report, do not hide: the fit itself is saved
+        return [f"goodness of fit: not computed ({type(err).__name__}: {_one_line(err)})"]
+
+
 def _summary(args: argparse.Namespace, data: Any, fit: Any, result: Any, t_map: float,
              wall: float, written: Sequence[Path], notes: Sequence[str],
-             data_notes: Sequence[str] = (), bands: Sequence[str] = ()) -> str:
+             data_notes: Sequence[str] = (), bands: Sequence[str] = (),
+             checks: Sequence[str] = ()) -> str:
     m = fit.model
     norm = data.normalization
     settings = fit.settings
@@ -540,6 +554,7 @@ def _summary(args: argparse.Namespace, data: Any, fit: Any, result: Any, t_map: 
                      "Gaussian posterior; above 1 the posterior is narrower than the Gaussian "
                      "in some directions and the bands sit too high, see docs/coverage.md)")
     lines += list(bands)
+    lines += list(checks)
     lines.append(f"wall time: {wall:.1f} s")
     lines.append("warnings: " + ("; ".join(data_notes) if data_notes else "none"))
     lines += [f"note: {n}" for n in notes]
@@ -616,7 +631,13 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     import matplotlib.pyplot as plt
 
     from psyphy_pp.fitio import load_fit
-    from psyphy_pp.plotting import plot_losses, plot_psychometric_curves, plot_threshold_field
+    from psyphy_pp.goodness import goodness_of_fit
+    from psyphy_pp.plotting import (
+        plot_calibration,
+        plot_losses,
+        plot_psychometric_curves,
+        plot_threshold_field,
+    )
 
     _check_threshold_options(args)
     _check_int("--dpi", args.dpi)
@@ -624,7 +645,7 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     out = args.out or args.fit.parent
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file, not a directory")
-    for name in ("thresholds.png", "psychometric.png", "losses.png"):
+    for name in ("thresholds.png", "psychometric.png", "losses.png", "calibration.png"):
         _check_new_file(out / name, args.force, "the figure")
     saved = load_fit(args.fit)
     truth = load_fit(args.truth) if args.truth else None
@@ -659,6 +680,9 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     if saved.losses is not None:
         fig = plot_losses([saved], labels=[f"MAP ({saved.method})"])
         written.append(_save(fig, out / "losses.png", args.dpi))
+    if saved.data is not None and saved.data.num_trials:
+        fig = plot_calibration(goodness_of_fit(saved))
+        written.append(_save(fig, out / "calibration.png", args.dpi))
     plt.close("all")
     print("wrote " + ", ".join(str(p) for p in written))
     return 0

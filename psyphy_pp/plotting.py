@@ -17,6 +17,7 @@ __all__ = [
     "plot_posterior_ellipses",
     "plot_trace",
     "plot_rank",
+    "plot_calibration",
 ]
 
 from collections.abc import Sequence
@@ -29,6 +30,7 @@ from psyphy_pp.model import WPPM
 
 if TYPE_CHECKING:
     from psyphy_pp.diagnostics import FitComparison
+    from psyphy_pp.goodness import GoodnessOfFit
 
 #: For isotropic noise, the 2/3-correct oddity threshold lies ~2.554 sigma away (2D).
 THRESHOLD_SCALE_2D = 2.554
@@ -99,6 +101,48 @@ def plot_losses(
     ax.set_xlabel("step")
     ax.set_ylabel("loss (negative log posterior per trial)")
     ax.legend()
+    return ax.figure
+
+
+def plot_calibration(gof: GoodnessOfFit, *, ax: Any = None) -> Any:
+    """Observed against predicted proportion correct, from :func:`~psyphy_pp.goodness_of_fit`.
+
+    Black: bins of predicted P(correct), with the binomial intervals of the
+    observed proportion; grey: the reference groups (red where the interval
+    misses the prediction). The diagonal is a perfect fit; the title gives the
+    deviance test.
+
+    Args:
+        gof: A :class:`~psyphy_pp.GoodnessOfFit`.
+        ax: Axes to draw on (default: a new figure).
+
+    Returns:
+        The matplotlib figure.
+    """
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 5))
+    ref = gof.by_reference
+    for miss, colour, label in ((False, "0.6", "reference groups"), (True, "tab:red", "misses")):
+        sel = ref.outside == miss
+        if sel.any():
+            ax.errorbar(ref.predicted[sel], ref.observed[sel],
+                        yerr=[ref.observed[sel] - ref.lower[sel], ref.upper[sel] - ref.observed[sel]],
+                        fmt="o", ms=3, color=colour, alpha=0.6, lw=0.8,
+                        label=f"{label} ({gof.grouping})" if not miss else
+                        f"{int(sel.sum())} reference groups missing the prediction")
+    b = gof.by_bin
+    ax.errorbar(b.predicted, b.observed, yerr=[b.observed - b.lower, b.upper - b.observed],
+                fmt="s", ms=5, color="k", capsize=3, label="bins of predicted P(correct)")
+    ax.plot([1 / 3, 1], [1 / 3, 1], color="0.3", ls="--", lw=1)
+    ax.set_xlim(0.3, 1.0)
+    ax.set_ylim(0.0, 1.02)
+    ax.set_xlabel("predicted P(correct)")
+    ax.set_ylabel(f"observed proportion correct ({gof.level:.0%} interval)")
+    ax.set_title(f"deviance {gof.deviance:.1f} over {gof.num_cells} cells, "
+                 f"p = {gof.p_value:.3g}\n({gof.method})", fontsize=9)
+    ax.legend(fontsize=7, loc="upper left")
     return ax.figure
 
 

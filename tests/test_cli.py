@@ -61,6 +61,7 @@ def test_fit_writes_fit_params_summary(simulated, capsys):
     assert f"{fit.settings['num_steps_run']} of at most 1000 steps" in summary
     assert ", converged" in summary and "MAP convergence: converged at step" in summary
     assert "fit quality: negative log-likelihood" in summary and "constant observer" in summary
+    assert "goodness of fit: deviance" in summary and "(parametric bootstrap, 1000" in summary
     if hasattr(pp, "to_arviz") and (out / "inference.nc").exists():
         import arviz as az
 
@@ -87,7 +88,7 @@ def test_plot_command_writes_pngs(simulated, capsys):
     assert main(["plot", str(simulated / "fit" / "fit.npz"), "--truth",
                  str(simulated / "trials_truth.npz"), "--out", str(out), "--num-directions", "8",
                  "--no-progress", "--dpi", "50"]) == 0
-    for name in ("thresholds.png", "psychometric.png", "losses.png"):
+    for name in ("thresholds.png", "psychometric.png", "losses.png", "calibration.png"):
         assert (out / name).read_bytes()[:4] == b"\x89PNG"
 
 
