@@ -38,6 +38,8 @@ from psyphy_pp.simulate import simulate as simulate
 from psyphy_pp.threshold_table import Thresholds as Thresholds
 from psyphy_pp.thresholds import psychometric_curves as psychometric_curves
 from psyphy_pp.thresholds import thresholds as thresholds
+from psyphy_pp.validation import Validation as Validation
+from psyphy_pp.validation import validate as validate
 
 __version__ = "0.1.0"
 
@@ -72,6 +74,8 @@ __all__ = [
     "compare_fits",
     "goodness_of_fit",
     "GoodnessOfFit",
+    "validate",
+    "Validation",
     "FitComparison",
     "trial_sharding",
 ]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["grid_points", "grid_design", "box_distances"]
+__all__ = ["grid_points", "grid_design", "box_distances", "probe_design"]
 
 import jax
 import jax.numpy as jnp
@@ -81,3 +81,68 @@ def box_distances(refs: np.ndarray, dirs: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         lim = np.where(e > 0, (1.0 - r) / e, np.where(e < 0, (-1.0 - r) / e, np.inf))
     return np.clip(np.min(lim, axis=-1), 0.0, None)
+
+
+def probe_design(refs: np.ndarray, directions: np.ndarray, levels: np.ndarray,
+                 repeats: int) -> tuple[np.ndarray, np.ndarray]:
+    """Probe trials by the method of constant stimuli along given directions.
+
+    Every reference is paired with every direction (a probe); each probe gets
+    comparisons at each distance in ``levels``, ``repeats`` times. Simulate
+    responses with :func:`~psyphy_pp.simulate`, compare with a fit by
+    :func:`~psyphy_pp.validate`.
+
+    Args:
+        refs: References in model units, shape ``(R, D)``.
+        directions: Directions, shape ``(K, D)`` (normalised here).
+        levels: Positive distances in model units: shape ``(L,)`` for all
+            probes, or ``(R, K, L)`` per probe.
+        repeats: Trials per level.
+
+    Returns:
+        ``(refs, comparisons)``, each of shape ``(R * K * L * repeats, D)``,
+        ordered by reference, direction, level, repeat.
+
+    Raises:
+        ValueError: For bad shapes, non-positive levels, or a comparison
+            outside ``[-1, 1]^D`` (nothing is clipped).
+
+    Examples:
+        >>> r, c = probe_design(np.zeros((1, 2)), [[1.0, 0.0]], [0.1, 0.2], repeats=2)
+        >>> c.tolist()
+        [[0.1, 0.0], [0.1, 0.0], [0.2, 0.0], [0.2, 0.0]]
+    """
+    refs = np.asarray(refs, np.float64)
+    if refs.ndim != 2:
+        raise ValueError(f"refs must have shape (R, D), got {refs.shape}")
+    R, D = refs.shape
+    dirs = np.asarray(directions, np.float64)
+    if dirs.ndim != 2 or dirs.shape[1] != D or len(dirs) == 0:
+        raise ValueError(f"directions must have shape (K, {D}), got {dirs.shape}")
+    norms = np.linalg.norm(dirs, axis=1)
+    if not np.all(np.isfinite(norms) & (norms > 0)):
+        raise ValueError("directions must be finite and non-zero")
+    dirs = dirs / norms[:, None]
+    K = len(dirs)
+    lev = np.asarray(levels, np.float64)
+    if lev.ndim == 1:
+        lev = np.broadcast_to(lev, (R, K, lev.size))
+    if lev.ndim != 3 or lev.shape[:2] != (R, K) or lev.shape[2] == 0:
+        raise ValueError(f"levels must have shape (L,) or ({R}, {K}, L), got "
+                         f"{np.asarray(levels).shape}")
+    if not np.all(np.isfinite(lev) & (lev > 0)):
+        raise ValueError("levels must be positive, finite distances")
+    check_positive("repeats", repeats, integer=True)
+    reach = box_distances(refs, dirs)  # (R, K)
+    out = lev.max(axis=2) > reach + 1e-12
+    if np.any(out):
+        i, k = map(int, np.argwhere(out)[0])
+        raise ValueError(
+            f"levels leave the box [-1, 1]^{D}: reference {refs[i].tolist()} in direction "
+            f"{dirs[k].round(4).tolist()} reaches the edge at distance {reach[i, k]:.4g}, the "
+            f"largest level is {lev[i, k].max():.4g} ({int(out.sum())} probes affected)")
+    comps = refs[:, None, None, :] + lev[..., None] * dirs[None, :, None, :]  # (R, K, L, D)
+    comps = np.repeat(comps[:, :, :, None, :], repeats, axis=3).reshape(-1, D)
+    r_out = np.broadcast_to(refs[:, None, None, None, :], (R, K, lev.shape[2], repeats, D))
+    # the levels were checked against the box: the clip only removes rounding
+    return np.ascontiguousarray(r_out.reshape(-1, D)), np.clip(comps, -1.0, 1.0)
