@@ -194,6 +194,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--points", type=Path, help="also write one row per (reference, direction) here")
     _add_force(p, "the CSV files")
 
+    p = sub.add_parser("validate", help="compare a fit with held-out probe trials",
+                       description="Fit a Weibull psychometric function (guess rate 1/3) to "
+                       "each probe of PROBES (a reference and a direction, with comparisons at "
+                       "several distances) and compare its threshold with the fit's. Prints "
+                       "the slope (through the origin) and correlation of predicted on "
+                       "measured thresholds, in model units, and the held-out log-likelihood; "
+                       "writes one row per probe, in the units of the fit's data.")
+    p.add_argument("fit", type=Path, help="fit file written by psyphy-pp fit")
+    p.add_argument("probes", type=Path, help="CSV of probe trials, in the units of the fit's data")
+    p.add_argument("--target", type=float, default=2.0 / 3.0,
+                   help="P(correct) at threshold (default 2/3)")
+    p.add_argument("--prob", type=float, default=0.9,
+                   help="level of the measured intervals and predicted bands (default 0.9)")
+    p.add_argument("--out", type=Path, help="CSV to write (default: validation.csv next to FIT)")
+    _add_force(p, "the CSV file")
+
     p = sub.add_parser("plot", help="PNG figures of a fit",
                        description="Draw the threshold-ellipse field (2D), psychometric curves, "
                        "the loss curve and the calibration (observed against predicted "
@@ -688,6 +704,27 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from psyphy_pp._csv import write_columns
+    from psyphy_pp.data import TrialData
+    from psyphy_pp.fitio import load_fit
+    from psyphy_pp.validation import validate
+
+    if not 1.0 / 3.0 < args.target < 1.0:
+        raise ValueError(f"--target must be in (1/3, 1), got {args.target}")
+    if not 0.0 < args.prob < 1.0:
+        raise ValueError(f"--prob must be in (0, 1), got {args.prob}")
+    out = args.out or args.fit.with_name("validation.csv")
+    _check_new_file(out, args.force, "the validation file")
+    saved = load_fit(args.fit)
+    probes = TrialData.from_csv(args.probes, normalization=saved.normalization)
+    v = validate(saved, probes, target=args.target, level=args.prob)
+    write_columns(out, v.table(saved.normalization), overwrite=args.force)
+    print(v.summary())
+    print(f"wrote {out}")
+    return 0
+
+
 def _scale_option(value: str) -> str | float:
     if value == "auto":
         return value
@@ -730,7 +767,7 @@ def _one_line(err: BaseException) -> str:
 
 
 _COMMANDS = {"simulate": _cmd_simulate, "fit": _cmd_fit, "thresholds": _cmd_thresholds,
-             "plot": _cmd_plot}
+             "plot": _cmd_plot, "validate": _cmd_validate}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

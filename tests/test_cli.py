@@ -324,3 +324,29 @@ def test_sigint_saves_a_checkpoint_and_resume_ends_where_an_uninterrupted_fit_do
     W_resumed = np.asarray(pp.load_fit(tmp_path / "part" / "fit.npz").params["W"])
     W_whole = np.asarray(pp.load_fit(tmp_path / "whole" / "fit.npz").params["W"])
     assert np.max(np.abs(W_resumed - W_whole)) <= 1e-6 * np.max(np.abs(W_whole))
+
+
+@pytest.mark.slow  # shares the simulate + fit fixture (~15-45 s)
+def test_validate_command_compares_a_fit_with_probe_trials(simulated, capsys):
+    import dataclasses
+
+    import jax
+
+    truth = pp.load_fit(simulated / "trials_truth.npz")
+    refs = pp.designs.grid_points(2, 2, -0.3, 0.3)
+    r, c = pp.designs.probe_design(refs, [[1.0, 0.0], [0.0, 1.0]], np.linspace(0.05, 0.6, 6),
+                                   repeats=10)
+    probes = pp.simulate(truth.model, truth.params, r, c, key=jax.random.PRNGKey(5))
+    probes = dataclasses.replace(probes, normalization=truth.normalization)
+    probes.to_csv(simulated / "probes.csv")
+    capsys.readouterr()
+    assert main(["validate", str(simulated / "fit" / "fit.npz"), str(simulated / "probes.csv")]) == 0
+    printed = capsys.readouterr().out
+    assert "validation on 8 probes (480 trials)" in printed and "held-out log-likelihood" in printed
+    table = (simulated / "fit" / "validation.csv").read_text().splitlines()
+    assert table[0].startswith("ref_0,ref_1,direction_0,direction_1,num_trials,measured")
+    assert len(table) == 1 + 8
+    # refs in the user's units (0..255): the probe at (-0.3, -0.3) is at 255 * 0.35
+    assert float(table[1].split(",")[0]) == pytest.approx(255 * 0.35)
+    # an existing output is refused without --force
+    assert main(["validate", str(simulated / "fit" / "fit.npz"), str(simulated / "probes.csv")]) == 1
