@@ -43,12 +43,12 @@ from __future__ import annotations
 __all__ = ["Calibration", "GoodnessOfFit", "goodness_of_fit", "deviance", "wilson_interval",
            "MIN_CELL_TRIALS"]
 
-import math
 from dataclasses import dataclass
 
 import jax.numpy as jnp
 import numpy as np
 
+from psyphy_pp._stats import normal_quantile
 from psyphy_pp._typing import ArrayLike
 from psyphy_pp._validation import check_positive
 from psyphy_pp.model import SITE_W
@@ -109,23 +109,11 @@ def wilson_interval(correct: ArrayLike, trials: ArrayLike, level: float = 0.95
     """
     k = np.asarray(correct, np.float64)
     n = np.asarray(trials, np.float64)
-    z = _normal_quantile(0.5 + level / 2)
+    z = normal_quantile(0.5 + level / 2)
     phat = k / n
     centre = (phat + z * z / (2 * n)) / (1 + z * z / n)
     half = z * np.sqrt(phat * (1 - phat) / n + z * z / (4 * n * n)) / (1 + z * z / n)
     return centre - half, centre + half
-
-
-def _normal_quantile(q: float) -> float:
-    """The standard normal quantile (bisection on ``erf``; no scipy needed)."""
-    lo, hi = -10.0, 10.0
-    for _ in range(100):
-        mid = 0.5 * (lo + hi)
-        if 0.5 * (1 + math.erf(mid / math.sqrt(2))) < q:
-            lo = mid
-        else:
-            hi = mid
-    return 0.5 * (lo + hi)
 
 
 @dataclass(frozen=True)

@@ -54,8 +54,9 @@ semidefinite term to ``Sigma`` (``python -m benchmarks.laplace_shape``).
 :func:`fit_laplace` reports how much faster the negative log posterior rises at
 its first draws than the Gaussian predicts (``settings["rise_ratio"]``, 1 for a
 Gaussian posterior, :func:`rise_ratio`) and the largest gradient left at the
-centre, in posterior standard deviations; ``docs/coverage.md`` gives how often its threshold bands cover the
-truth on simulated observers (``python -m benchmarks.coverage``).
+centre, in posterior standard deviations; ``docs/coverage.md`` gives how often
+its threshold bands cover the truth on simulated observers
+(``python -m benchmarks.coverage``).
 """
 
 from __future__ import annotations
@@ -121,8 +122,8 @@ class LaplaceResult(PosteriorDraws):
             at the centre, in units of its posterior standard deviation),
             ``rise_ratio`` (how much faster the negative log posterior rises
             at the first :data:`CHECK_DRAWS` draws than the Gaussian predicts:
-            1 for a Gaussian posterior, see :func:`rise_ratio`), ``gauge_dim``, ``hessian_seconds``, ``wall_time`` (seconds, MAP
-            included).
+            1 for a Gaussian posterior, see :func:`rise_ratio`), ``gauge_dim``,
+            ``hessian_seconds``, ``wall_time`` (seconds, MAP included).
         task_note: How the task of ``model`` was chosen, in words.
         method: Always ``"laplace"``.
     """

@@ -38,9 +38,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from psyphy_pp._stats import normal_quantile
 from psyphy_pp._typing import ArrayLike
 from psyphy_pp.data import TrialData
-from psyphy_pp.goodness import _normal_quantile
 from psyphy_pp.model import SITE_W
 from psyphy_pp.normalization import Normalization
 from psyphy_pp.results import as_fit_result
@@ -344,7 +344,7 @@ def _fit_weibull_weighted(s: np.ndarray, y: np.ndarray, w: np.ndarray, target: f
     with np.errstate(divide="ignore", invalid="ignore"):
         var = np.where(det > 0, H[:, 1, 1] / det, np.inf)
     sd = np.sqrt(np.maximum(var, 0.0))
-    z_level = _normal_quantile(0.5 + level / 2)
+    z_level = normal_quantile(0.5 + level / 2)
     t = np.exp(theta[:, 0])
     return dict(threshold=t, lower=t * np.exp(-z_level * sd), upper=t * np.exp(z_level * sd),
                 slope=np.exp(theta[:, 1]))

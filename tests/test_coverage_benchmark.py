@@ -36,7 +36,9 @@ def test_observer_is_reproducible_from_its_seed(design):
     assert not np.array_equal(other.comparisons, data.comparisons)
 
 
-@pytest.mark.slow  # 33 s on 2 cores (--durations, 1-min load 1.3); 50 s under load 2.5: a degree-1 fit_laplace and three threshold solves
+# 33 s on 2 cores (--durations, 1-min load 1.3), 58 s in a fresh-clone `make test`: a
+# degree-1 fit_laplace and three threshold solves. A study: `make test` was over 15 minutes.
+@pytest.mark.study
 def test_tiny_run_prints_the_coverage_table(tmp_path, capsys):
     out_json, out_png = tmp_path / "coverage.json", tmp_path / "coverage.png"
     rc = coverage.main(["--quick", "--observers", "1", "--trials", "200", "--basis-degree", "1",

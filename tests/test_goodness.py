@@ -96,6 +96,7 @@ def test_many_distinct_references_are_grouped_into_regions():
     assert gof.by_reference.num_trials.sum() == 400
 
 
+@pytest.mark.study  # a 3,240-trial fit (~35 s); benchmarks/goodness.py measures 5 such fits
 def test_a_field_with_a_step_the_basis_cannot_follow_is_flagged():
     truth_model, truth = step_truth()
     # 9 columns of references: a quadratic U (quartic Sigma) cannot pass through them all
