@@ -602,9 +602,9 @@ def _thin(saved: Any, max_draws: int) -> dict:
         return {"W": W}
     if max_draws < 1:
         raise ValueError(f"--max-draws must be at least 1, got {max_draws}")
-    flat = W.reshape((-1,) + saved.model.weights_shape)
-    idx = np.unique(np.linspace(0, len(flat) - 1, min(max_draws, len(flat))).round().astype(int))
-    return {"W": flat[idx]}
+    from psyphy_pp.results import thin_draws
+
+    return {"W": thin_draws(W.reshape((-1,) + saved.model.weights_shape), max_draws)}
 
 
 def _compute_thresholds(saved: Any, args: argparse.Namespace, refs: np.ndarray | None = None,

@@ -52,7 +52,7 @@ from psyphy_pp._stats import normal_quantile
 from psyphy_pp._typing import ArrayLike
 from psyphy_pp._validation import check_positive
 from psyphy_pp.model import SITE_W
-from psyphy_pp.results import as_fit_result
+from psyphy_pp.results import as_fit_result, thin_draws
 from psyphy_pp.thresholds import trial_probabilities
 
 #: The fewest trials in a cell of the deviance test and in a reference group.
@@ -295,8 +295,8 @@ def goodness_of_fit(
                          "data the model was fitted to (result.data)")
     draws = fit.weight_draws()
     draws = draws.reshape((-1,) + draws.shape[2:])
-    if fit.kind == "posterior" and len(draws) > max_draws:
-        draws = draws[np.linspace(0, len(draws) - 1, max_draws).round().astype(int)]
+    if fit.kind == "posterior":
+        draws = thin_draws(draws, max_draws)
     P = trial_probabilities(fit.model, {SITE_W: jnp.asarray(draws)}, data.refs, data.comparisons)
     P = np.clip(P, 1e-12, 1 - 1e-12)  # (S, N)
     p_mean = P.mean(axis=0)

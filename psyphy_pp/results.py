@@ -11,7 +11,7 @@ through it.
 
 from __future__ import annotations
 
-__all__ = ["FitResult", "PosteriorDraws", "as_fit_result"]
+__all__ = ["FitResult", "PosteriorDraws", "as_fit_result", "thin_draws"]
 
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
@@ -74,6 +74,18 @@ class PosteriorDraws:
     def num_samples(self) -> int:
         """Draws per chain."""
         return int(self.samples["W"].shape[1])
+
+
+def thin_draws(draws: np.ndarray, max_draws: int) -> np.ndarray:
+    """At most ``max_draws`` of ``draws`` (leading axis), evenly spaced, first and last kept.
+
+    Examples:
+        >>> thin_draws(np.arange(10), 4).tolist()
+        [0, 3, 6, 9]
+    """
+    if len(draws) <= max_draws:
+        return draws
+    return draws[np.unique(np.linspace(0, len(draws) - 1, max_draws).round().astype(int))]
 
 
 def as_fit_result(obj: object) -> FitResult:

@@ -43,7 +43,7 @@ from psyphy_pp._typing import ArrayLike
 from psyphy_pp.data import TrialData
 from psyphy_pp.model import SITE_W
 from psyphy_pp.normalization import Normalization
-from psyphy_pp.results import as_fit_result
+from psyphy_pp.results import as_fit_result, thin_draws
 from psyphy_pp.thresholds import thresholds, trial_probabilities
 
 #: Newton steps after the grid search in :func:`fit_weibull`.
@@ -288,8 +288,7 @@ def validate(result: object, probe_data: TrialData, *, target: float = 2.0 / 3.0
 
     draws = fit.weight_draws()
     draws = draws.reshape((-1,) + draws.shape[2:])
-    if len(draws) > 200:
-        draws = draws[np.linspace(0, len(draws) - 1, 200).round().astype(int)]
+    draws = thin_draws(draws, 200)
     point = fit.kind == "point"
     W = jnp.asarray(draws[0] if point else draws)
     uref, ref_idx = np.unique(refs, axis=0, return_inverse=True)
