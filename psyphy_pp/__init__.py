@@ -19,6 +19,8 @@ from psyphy_pp.fitio import load_fit as load_fit
 from psyphy_pp.fitio import save_fit as save_fit
 from psyphy_pp.goodness import GoodnessOfFit as GoodnessOfFit
 from psyphy_pp.goodness import goodness_of_fit as goodness_of_fit
+from psyphy_pp.hyperparameters import HyperparameterSearch as HyperparameterSearch
+from psyphy_pp.hyperparameters import select_hyperparameters as select_hyperparameters
 from psyphy_pp.inference import ConvergenceWarning as ConvergenceWarning
 from psyphy_pp.inference import DataWarning as DataWarning
 from psyphy_pp.inference import FitDivergedError as FitDivergedError
@@ -75,6 +77,8 @@ __all__ = [
     "goodness_of_fit",
     "GoodnessOfFit",
     "validate",
+    "select_hyperparameters",
+    "HyperparameterSearch",
     "Validation",
     "FitComparison",
     "trial_sharding",
