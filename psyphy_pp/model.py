@@ -150,6 +150,25 @@ class WPPM:
                              f"shape {sample_shape}")
         return lam if self.task.learns_lapse else self.task.lapse_rate
 
+    def initial_lapse(self, params: Params | None = None) -> Array:
+        """The starting value of a learnt lapse rate for a fit.
+
+        ``params["lapse_rate"]`` when given (it must lie in ``(0, 1)``, where the
+        Beta prior's density is positive), else the prior mean ``a / (a + b)``.
+
+        Raises:
+            ValueError: If the given value is not a number in ``(0, 1)``.
+        """
+        dtype = jnp.result_type(float)
+        if isinstance(params, dict) and SITE_LAPSE in params:
+            lam = np.asarray(params[SITE_LAPSE], np.float64)
+            if lam.shape != () or not 0.0 < float(lam) < 1.0:
+                raise ValueError(f"init_params[{SITE_LAPSE!r}] must be a number in (0, 1), "
+                                 f"got {params[SITE_LAPSE]!r}")
+            return jnp.asarray(lam, dtype)
+        a, b = self.task.lapse_prior
+        return jnp.asarray(a / (a + b), dtype)
+
     def lapse_samples(self, params: Params) -> tuple[Array, tuple[int, ...]]:
         """``params["lapse_rate"]`` with any leading sample axes, and their shape.
 
