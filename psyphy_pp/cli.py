@@ -348,7 +348,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     _check_new_file(truth_path, args.force, "the truth file")
     _check_int("--grid-size", args.grid_size)
     _check_int("--trials-per-ref", args.trials_per_ref)
-    lapse_rate = _lapse_rate(args.lapse_rate, learn=False)
+    lapse_rate = float(_lapse_rate(args.lapse_rate, learn=False))
     model = _model(args, args.input_dim)
     model = _replace(model, task=task_for("simulate", model.task, model.input_dim))
     key = jax.random.PRNGKey(args.seed)
@@ -483,7 +483,8 @@ def _run_fit(args: argparse.Namespace, data: Any, model: Any, checkpoint: Any,
     if saved.kind == "posterior" and saved.losses is None:
         saved = _replace(saved, losses=fit.losses)
     save_fit(staging / "fit.npz", saved)
-    np.savez(staging / "params.npz", **{k: np.asarray(v) for k, v in saved.params.items()})
+    params: dict[str, Any] = {k: np.asarray(v) for k, v in saved.params.items()}
+    np.savez(staging / "params.npz", **params)
     written = ["fit.npz", "params.npz"]
     if status in (EXIT_INTERRUPTED, EXIT_NOT_CONVERGED) and fit.checkpoint is not None:
         fit.checkpoint.save(staging / CHECKPOINT_FILE)

@@ -122,7 +122,6 @@ def task_for(purpose: str, task: Oddity, input_dim: int) -> Oddity:
         Oddity(method='mc', num_samples=2000, bandwidth=0.01, fixed_noise=True, noise_seed=0, generator='hash')
     """
     from psyphy_pp._validation import check_choice
-    from psyphy_pp.oddity import Oddity
 
     check_choice("purpose", purpose, PURPOSES)
     task = task.resolve(input_dim)

@@ -17,7 +17,7 @@ from __future__ import annotations
 __all__ = ["FitResult", "PosteriorDraws", "as_fit_result", "thin_draws", "lapse_draws",
            "param_draws", "lapse_summary"]
 
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -97,7 +97,7 @@ def thin_draws(draws: np.ndarray, max_draws: int) -> np.ndarray:
     return draws[np.unique(np.linspace(0, len(draws) - 1, max_draws).round().astype(int))]
 
 
-def lapse_draws(fit: FitResult) -> np.ndarray | None:
+def lapse_draws(fit: Any) -> np.ndarray | None:
     """A fit's learnt lapse rate by chain and draw, shape ``(chains, draws)``.
 
     A point estimate is one chain of one draw, as in :meth:`FitResult.weight_draws`.
@@ -125,7 +125,7 @@ def lapse_draws(fit: FitResult) -> np.ndarray | None:
                      f"has no {_LAPSE!r} in its params or samples")
 
 
-def param_draws(fit: FitResult) -> dict[str, np.ndarray]:
+def param_draws(fit: Any) -> dict[str, np.ndarray]:
     """Every parameter of a fit by chain and draw.
 
     Returns:
@@ -139,7 +139,7 @@ def param_draws(fit: FitResult) -> dict[str, np.ndarray]:
     return draws
 
 
-def lapse_summary(fit: FitResult, level: float = 0.9) -> str:
+def lapse_summary(fit: Any, level: float = 0.9) -> str:
     """The learnt lapse rate in words, for reprs and summaries ("" when not learnt).
 
     A point estimate gives its value; draws give their median and the central
