@@ -261,10 +261,34 @@ def test_fit_nuts_samples_the_lapse_rate():
     assert pp.to_arviz(post).posterior[SITE_LAPSE].shape == (1, 50)
 
 
-@pytest.mark.study  # 6,000 trials, MAP twice and NUTS: about 10 min on 2 cores
+@pytest.mark.study  # 6,000 trials: 5 MAP fits and a Hessian, about 3.5 min on 2 cores
 def test_acceptance_study():
+    # Measured (2026-11-28): learnt lambda 0.062, 95% Laplace interval on the logit
+    # scale [0.046, 0.086] (profile deviance 3.2 and 4.5 at its ends, against 3.84);
+    # median relative threshold error 0.059 with the learnt lapse, 0.115 without.
     from benchmarks.lapse_study import run
 
     out = run()
     assert out["covers"], out
-    assert out["threshold_error_learnt_map"] < out["threshold_error_plain"], out
+    assert 2.0 < out["profile_deviance_at_lower"] < 6.5, out  # the interval is a fair one
+    assert 2.0 < out["profile_deviance_at_upper"] < 6.5, out
+    assert out["threshold_error_learnt"] < out["threshold_error_plain"], out
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["simulate", "{d}/s.csv", "--lapse-rate", "learn"],
+     "--lapse-rate must be a number in [0, 1), got 'learn'"),
+    (["simulate", "{d}/s.csv", "--lapse-rate", "1"], "--lapse-rate must be a number in [0, 1)"),
+    (["fit", "{d}/t.csv", "--lapse-rate", "often"],
+     "--lapse-rate must be a number in [0, 1) or 'learn', got 'often'"),
+    (["fit", "{d}/t.csv", "--lapse-rate", "learn", "--method", "laplace"],
+     "--lapse-rate learn does not work with --method laplace"),
+])
+def test_cli_checks_lapse_rate_before_computing(tmp_path, capsys, argv, message):
+    from psyphy_pp.cli import main
+
+    (tmp_path / "t.csv").write_text("ref_0,ref_1,comp_0,comp_1,response\n0,0,0.1,0,1\n")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert main([a.format(d=tmp_path) for a in argv]) == 1
+    assert message in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written
