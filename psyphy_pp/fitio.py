@@ -405,7 +405,8 @@ def _fit_from_arrays(arrays: dict[str, np.ndarray], header: dict, source: str,
                          normalization=norm, metadata=meta)
     return SavedFit(
         model=model,
-        params={k: arrays[k] for k in (SITE_W, SITE_LAPSE) if k in arrays},
+        params={SITE_W: arrays[SITE_W],
+                **({SITE_LAPSE: arrays[SITE_LAPSE]} if SITE_LAPSE in arrays else {})},
         kind=header["kind"],
         method=header.get("method", "unknown"),
         losses=arrays.get("losses"),
