@@ -51,6 +51,7 @@ __all__ = [
 ]
 
 import dataclasses
+import functools
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -189,6 +190,7 @@ def optimizer_name(optimizer: str, task: Oddity) -> str:
     return "lbfgs" if task.deterministic else "adam"
 
 
+@functools.lru_cache(maxsize=32)
 def make_optimizer(
     name: str,
     learning_rate: float | None = None,
@@ -202,6 +204,9 @@ def make_optimizer(
         learning_rate: Adam and SGD only; None picks :data:`DEFAULT_LEARNING_RATES`.
         momentum: SGD only; None picks :data:`DEFAULT_MOMENTUM`.
         clip_norm: Clip the gradient's global norm first (off if None).
+
+    Equal arguments give the same object, so that a MAP fit's compiled update,
+    cached per optimiser, is reused by the next fit with the same settings.
     """
     import optax
 

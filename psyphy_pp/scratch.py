@@ -33,7 +33,7 @@ from psyphy_pp.inference import (
 from psyphy_pp.loop import run_loop
 from psyphy_pp.model import SITE_W, WPPM
 from psyphy_pp.optim import init_state, optimizer_step
-from psyphy_pp.sharding import DevicesLike, trial_sharding
+from psyphy_pp.sharding import DevicesLike, TrialSharding, trial_sharding
 
 
 # --8<-- [start:loss]
@@ -46,11 +46,24 @@ def make_loss(
     as NumPyro's ``Trace_ELBO`` under ``handlers.scale``, so that both MAP loops
     round alike. ``devices`` shards the trials as in
     :func:`~psyphy_pp.fit_map_scratch`; padding trials are masked out.
+
+    The result is a ``jax.tree_util.Partial`` whose arrays are the data: they
+    enter the compiled step of :func:`make_step` as arguments (keeping their
+    sharding), and the step compiled for one model and data size serves every
+    later fit of that size.
     """
     dtype = dtype or jnp.result_type(float)
     sharding = trial_sharding(devices)
     arrays = place_data(sharding, data, dtype)  # padded and sharded on several devices
-    scale = 1.0 / arrays.num_trials
+    loss = _loss_function(model, sharding, arrays.num_trials)
+    return jax.tree_util.Partial(
+        loss, arrays.refs, arrays.comparisons, arrays.responses, arrays.mask)
+
+
+@functools.lru_cache(maxsize=8)
+def _loss_function(model: WPPM, sharding: TrialSharding | None, num_trials: int) -> Callable:
+    """The loss of :func:`make_loss` with the data as its first four arguments."""
+    scale = 1.0 / num_trials
 
     def loss(refs, comps, y, mask, params: Params, key: PRNGKey) -> Array:
         log_prior = scale * model.log_prior(params)
@@ -59,12 +72,7 @@ def make_loss(
             log_lik = jnp.where(mask, log_lik, 0.0)  # padding contributes exactly zero
         return -(log_prior + jnp.sum(log_lik))
 
-    data_arrays = (arrays.refs, arrays.comparisons, arrays.responses, arrays.mask)
-    if sharding is None:  # one device: the data are constants of the compiled step
-        return functools.partial(loss, *data_arrays)
-    # Several devices: a jax.tree_util.Partial, whose arrays make_step passes to
-    # the compiled step as arguments, so that they keep their sharding.
-    return jax.tree_util.Partial(loss, *data_arrays)
+    return loss
 # --8<-- [end:loss]
 
 
@@ -73,19 +81,26 @@ def make_step(loss: Callable, optimizer: optax.GradientTransformation) -> Callab
     """One jitted optimiser step: ``(params, opt_state, key) -> (params, opt_state, loss)``.
 
     ``loss`` enters the compiled step as an argument: the arrays held by a
-    ``jax.tree_util.Partial`` (such as the sharded data of :func:`make_loss`)
-    are then inputs of the program, not constants baked into it.
+    ``jax.tree_util.Partial`` (such as the data of :func:`make_loss`) are then
+    inputs of the program, not constants baked into it, and one compiled step
+    serves every fit with the same loss function, optimiser and data shapes.
     :func:`~psyphy_pp.optim.optimizer_step` computes the value and gradient
     and hands the loss function to the optimiser too, which a line search
     (``optax.lbfgs``) needs.
     """
+    loss = loss if isinstance(loss, jax.tree_util.Partial) else jax.tree_util.Partial(loss)
+    return functools.partial(_compiled_step(optimizer), loss)
+
+
+@functools.lru_cache(maxsize=8)
+def _compiled_step(optimizer: optax.GradientTransformation) -> Callable:
+    """The jitted step of :func:`make_step` for ``optimizer``, built once."""
 
     @jit  # jax.jit, with psyphy_pp's CPU compiler options (psyphy_pp/_jit.py)
     def step(loss, params: Params, opt_state: optax.OptState, key: PRNGKey):
         return optimizer_step(lambda p: loss(p, key), params, opt_state, optimizer)
 
-    loss = loss if isinstance(loss, jax.tree_util.Partial) else jax.tree_util.Partial(loss)
-    return functools.partial(step, loss)
+    return step
 # --8<-- [end:step]
 
 
