@@ -249,7 +249,7 @@ def test_learnt_lapse_to_arviz_and_goodness(learnt_fit):
     assert np.isfinite(gof.deviance)
 
 
-@pytest.mark.study  # about 1-2 min on 2 cores
+@pytest.mark.study  # about 2.5 min on 2 cores
 def test_fit_nuts_samples_the_lapse_rate():
     data = _recovery_data(1200)
     model = pp.WPPM(basis_degree=2, task=pp.Oddity(lapse_rate="learn"))
