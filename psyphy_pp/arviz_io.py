@@ -9,7 +9,9 @@
   (the Chebyshev degree along each stimulus dimension, then the ``D x (D+E)``
   matrix), and the derived ``Sigma`` with dims ``("ref_point", "row", "col")``:
   ``Sigma(x)`` at the data's distinct reference points
-  (``data.unique_refs()``, also in ``constant_data.ref_points``);
+  (``data.unique_refs()``, also in ``constant_data.ref_points``); and, when
+  the task learns the lapse rate, ``lapse_rate`` (dims ``("chain", "draw")``
+  only);
 * ``sample_stats``: for NUTS ``diverging``, ``energy``, ``lp`` (log density),
   ``n_steps``, ``tree_depth``, ``step_size`` and ``acceptance_rate``; for a MAP
   fit the loss trace ``loss`` with its own dim ``step``; none for a Laplace fit
@@ -52,9 +54,9 @@ from psyphy_pp._optional import import_arviz
 from psyphy_pp._typing import ArrayLike
 from psyphy_pp.inference import MapResult
 from psyphy_pp.laplace import LaplaceResult
-from psyphy_pp.model import SITE_W, SITE_Y, WPPM
+from psyphy_pp.model import SITE_LAPSE, SITE_W, SITE_Y, WPPM
 from psyphy_pp.nuts import NutsResult
-from psyphy_pp.results import FitResult
+from psyphy_pp.results import FitResult, lapse_draws
 
 #: Key seed of the pointwise log-likelihood of a MAP fit whose task draws fresh
 #: Monte Carlo noise: every draw and trial uses ``PRNGKey(LOG_LIKELIHOOD_SEED)``.
@@ -83,13 +85,15 @@ def _sigma_batch(W: jax.Array, points: jax.Array, diag_term: float, batch: int) 
 
 @partial(jit, static_argnames=("model", "batch"))
 def _log_lik_batch(
-    model: WPPM, W: jax.Array, refs: jax.Array, comps: jax.Array, y: jax.Array,
-    key: jax.Array | None, batch: int,
+    model: WPPM, W: jax.Array, lam: jax.Array | None, refs: jax.Array, comps: jax.Array,
+    y: jax.Array, key: jax.Array | None, batch: int,
 ) -> jax.Array:
-    def one(w: jax.Array) -> jax.Array:
-        return model.log_likelihood({SITE_W: w}, refs, comps, y, key)
+    def one(draw: tuple) -> jax.Array:
+        w, lapse = draw
+        params = {SITE_W: w} if lapse is None else {SITE_W: w, SITE_LAPSE: lapse}
+        return model.log_likelihood(params, refs, comps, y, key)
 
-    return jax.lax.map(one, W, batch_size=batch)
+    return jax.lax.map(one, (W, lam), batch_size=batch)
 
 
 def _flat(W: np.ndarray) -> tuple[jax.Array, int]:
@@ -145,9 +149,10 @@ def sigma_draws(fit: Any, points: ArrayLike | None = None) -> np.ndarray:
 
 
 def _log_likelihood(
-    model: WPPM, W: np.ndarray, data: Any
+    model: WPPM, W: np.ndarray, data: Any, lam: np.ndarray | None = None
 ) -> tuple[np.ndarray, str]:
     flat, batch = _flat(W)
+    lam_flat = None if lam is None else jnp.asarray(lam, flat.dtype).reshape(-1)
     refs = jnp.asarray(data.refs, flat.dtype)
     comps = jnp.asarray(data.comparisons, flat.dtype)
     y = jnp.asarray(data.responses, flat.dtype)
@@ -160,7 +165,7 @@ def _log_likelihood(
     else:
         key = None
         note = f"deterministic task {model.task!r}"
-    out = np.asarray(_log_lik_batch(model, flat, refs, comps, y, key, batch))
+    out = np.asarray(_log_lik_batch(model, flat, lam_flat, refs, comps, y, key, batch))
     return out.reshape(W.shape[:2] + out.shape[1:]), note
 
 
@@ -229,7 +234,11 @@ def to_arviz(result: Any) -> Any:
     D = model.input_dim
     ref_points = data.unique_refs()
     Sigma = _sigma(W, ref_points, model.diag_term)
-    log_lik, ll_note = _log_likelihood(model, W, data)
+    lam = lapse_draws(result)  # None unless the lapse rate is learnt
+    log_lik, ll_note = _log_likelihood(model, W, data, lam)
+    posterior = {SITE_W: W, "Sigma": Sigma}
+    if lam is not None:
+        posterior[SITE_LAPSE] = lam
 
     basis_dims = [f"basis_{k + 1}" for k in range(D)]
     coords = {name: np.arange(model.basis_degree + 1) for name in basis_dims}
@@ -274,7 +283,7 @@ def to_arviz(result: Any) -> Any:
             wall_time=float(result.settings["wall_time"]),
         )
     idata = az.from_dict(
-        posterior={SITE_W: W, "Sigma": Sigma},
+        posterior=posterior,
         sample_stats=sample_stats,
         log_likelihood={SITE_Y: log_lik},
         observed_data={SITE_Y: np.asarray(data.responses)},

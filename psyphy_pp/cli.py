@@ -140,6 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--radius", type=float, default=2.8,
                    help="comparison distance in noise standard deviations of the truth (default 2.8)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--lapse-rate", default="0", metavar="FLOAT",
+                   help="the observer lapses on this fraction of the trials and then answers "
+                   "at random (correct with probability 1/3); default 0")
     _add_force(p, "the CSV file and the truth file")
     _add_model(p, diag_term=1e-9)
     _add_box(p)
@@ -175,6 +178,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="NUTS draws per chain (default 500), or Laplace draws (default 1000)")
     p.add_argument("--num-chains", type=int, default=2, help="NUTS chains (default 2)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--lapse-rate", default="0", metavar="FLOAT|learn",
+                   help="lapse rate of the observer: a fixed number in [0, 1), or 'learn' to "
+                   "fit it with the field (Beta(2, 38) prior; not with --method laplace); "
+                   "default 0, no lapse term")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.add_argument("--resume", type=Path, metavar="DIR",
                    help="continue the interrupted (or unconverged) fit in DIR from its "
@@ -292,7 +299,21 @@ def _check_new_file(path: Path, force: bool, what: str) -> None:
     _check_writable_dir(path.parent)
 
 
-def _model(args: argparse.Namespace, input_dim: int) -> Any:
+def _lapse_rate(value: str, *, learn: bool) -> float | str:
+    """``--lapse-rate`` as a number in [0, 1), or ``"learn"`` when allowed."""
+    if learn and value == "learn":
+        return value
+    try:
+        rate = float(value)
+    except ValueError:
+        rate = math.nan
+    if not 0.0 <= rate < 1.0:
+        expected = "a number in [0, 1) or 'learn'" if learn else "a number in [0, 1)"
+        raise ValueError(f"--lapse-rate must be {expected}, got {value!r}")
+    return rate
+
+
+def _model(args: argparse.Namespace, input_dim: int, lapse_rate: float | str = 0.0) -> Any:
     from psyphy_pp.defaults import QUADRATURE_DIMS, likelihood_method
     from psyphy_pp.model import WPPM
     from psyphy_pp.oddity import Oddity
@@ -302,8 +323,8 @@ def _model(args: argparse.Namespace, input_dim: int) -> Any:
         raise ValueError(f"--likelihood quadrature needs 2D or 3D data, got input_dim {input_dim}")
     if method == "auto":
         method = likelihood_method(input_dim)
-    task = Oddity(method=method) if method == "quadrature" else Oddity(method="mc",
-                                                                       num_samples=args.mc_samples)
+    task = (Oddity(method=method, lapse_rate=lapse_rate) if method == "quadrature"
+            else Oddity(method="mc", num_samples=args.mc_samples, lapse_rate=lapse_rate))
     return WPPM(input_dim=input_dim, basis_degree=args.basis_degree, extra_dims=args.extra_dims,
                 variance_scale=args.variance_scale, decay_rate=args.decay_rate,
                 diag_term=args.diag_term, task=task)
@@ -327,6 +348,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     _check_new_file(truth_path, args.force, "the truth file")
     _check_int("--grid-size", args.grid_size)
     _check_int("--trials-per-ref", args.trials_per_ref)
+    lapse_rate = float(_lapse_rate(args.lapse_rate, learn=False))
     model = _model(args, args.input_dim)
     model = _replace(model, task=task_for("simulate", model.task, model.input_dim))
     key = jax.random.PRNGKey(args.seed)
@@ -335,7 +357,9 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     refs, comps = designs.grid_design(model, truth, grid_size=args.grid_size,
                                       trials_per_ref=args.trials_per_ref,
                                       mahalanobis_radius=args.radius, key=k_design)
-    data = simulate(model, truth, refs, comps, key=k_resp)
+    data = simulate(model, truth, refs, comps, key=k_resp, lapse_rate=lapse_rate)
+    if lapse_rate:  # the truth file records the observer's lapse rate
+        model = _replace(model, task=_replace(model.task, lapse_rate=lapse_rate))
     if norm is not None:  # round through the user's units, so the CSV is the data
         data = TrialData.from_user_units(norm.to_user_exact(data.refs),
                                          norm.to_user_exact(data.comparisons),
@@ -381,11 +405,15 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     out = _fit_directory(args)
     for name in ("--num-warmup", "--num-draws", "--num-chains"):
         _check_int(name, getattr(args, name[2:].replace("-", "_")))
+    lapse_rate = _lapse_rate(args.lapse_rate, learn=True)
+    if lapse_rate == "learn" and args.method == "laplace":
+        raise ValueError("--lapse-rate learn does not work with --method laplace (its Gaussian "
+                         "is over W alone); use --method nuts or map, or a fixed --lapse-rate")
     checkpoint = None
     if args.resume is not None:
         checkpoint = Checkpoint.load(args.resume / CHECKPOINT_FILE)
     data = TrialData.from_csv(args.data, normalization=_normalization(args))
-    model = _model(args, data.input_dim)
+    model = _model(args, data.input_dim, lapse_rate)
     out.parent.mkdir(parents=True, exist_ok=True)
     # Everything is written into a fresh directory beside OUT, which then replaces
     # OUT as a whole: two fits never mix, and a failure leaves OUT as it was.
@@ -455,7 +483,8 @@ def _run_fit(args: argparse.Namespace, data: Any, model: Any, checkpoint: Any,
     if saved.kind == "posterior" and saved.losses is None:
         saved = _replace(saved, losses=fit.losses)
     save_fit(staging / "fit.npz", saved)
-    np.savez(staging / "params.npz", W=np.asarray(saved.params["W"]))
+    params: dict[str, Any] = {k: np.asarray(v) for k, v in saved.params.items()}
+    np.savez(staging / "params.npz", **params)
     written = ["fit.npz", "params.npz"]
     if status in (EXIT_INTERRUPTED, EXIT_NOT_CONVERGED) and fit.checkpoint is not None:
         fit.checkpoint.save(staging / CHECKPOINT_FILE)
@@ -554,6 +583,8 @@ def _summary(args: argparse.Namespace, data: Any, fit: Any, result: Any, t_map: 
         f"constant observer at the data's {data.responses.mean():.1%} correct: "
         f"{fit.constant_nll_per_trial:.5g}",
     ]
+    if m.task.has_lapse:
+        lines.append(_lapse_line(m, fit, result))
     if getattr(result, "method", None) == "nuts":
         stats = getattr(result, "sample_stats", {}) or {}
         div = int(np.sum(stats.get("diverging", 0)))
@@ -576,6 +607,19 @@ def _summary(args: argparse.Namespace, data: Any, fit: Any, result: Any, t_map: 
     lines += [f"note: {n}" for n in notes]
     lines.append("wrote: " + ", ".join(str(p) for p in written))
     return "\n".join(lines)
+
+
+def _lapse_line(model: Any, fit: Any, result: Any) -> str:
+    """summary.txt line: the lapse rate, fixed or learnt (with its interval for a posterior)."""
+    from psyphy_pp.results import lapse_summary
+
+    if not model.task.learns_lapse:
+        return f"lapse rate: fixed at {model.task.lapse_rate:g}"
+    text = f"lapse rate: learnt, MAP {lapse_summary(fit).split('=', 1)[1]}"
+    if result is not fit:
+        text += f"; posterior median {lapse_summary(result).split('=', 1)[1]}"
+    a, b = model.task.lapse_prior
+    return text + f" (Beta({a:g}, {b:g}) prior; thresholds are those of the perceptual field)"
 
 
 def pp_version() -> str:

@@ -112,7 +112,8 @@ def task_for(purpose: str, task: Oddity, input_dim: int) -> Oddity:
         input_dim: The stimulus dimension ``D``.
 
     Returns:
-        An :class:`~psyphy_pp.Oddity` with a concrete method.
+        An :class:`~psyphy_pp.Oddity` with a concrete method, and the lapse
+        settings of ``task``.
 
     Examples:
         >>> from psyphy_pp import Oddity
@@ -122,12 +123,19 @@ def task_for(purpose: str, task: Oddity, input_dim: int) -> Oddity:
         Oddity(method='mc', num_samples=2000, bandwidth=0.01, fixed_noise=True, noise_seed=0, generator='hash')
     """
     from psyphy_pp._validation import check_choice
-    from psyphy_pp.oddity import Oddity
 
     check_choice("purpose", purpose, PURPOSES)
     task = task.resolve(input_dim)
     if purpose == "fit":
         return task
+    # The choice concerns the perceptual P(correct); the lapse settings are kept.
+    return _perceptual_task_for(purpose, task.without_lapse(), input_dim).with_lapse_of(task)
+
+
+def _perceptual_task_for(purpose: str, task: Oddity, input_dim: int) -> Oddity:
+    """:func:`task_for` of a resolved task without a lapse term."""
+    from psyphy_pp.oddity import Oddity
+
     if purpose == "simulate":
         if task.needs_key and task.num_samples < MIN_FIXED_NOISE_SAMPLES:
             return dataclasses.replace(task, num_samples=MIN_FIXED_NOISE_SAMPLES)

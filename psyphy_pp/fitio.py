@@ -4,6 +4,8 @@ A fit file is a NumPy ``.npz`` archive (read without pickles) holding:
 
 * ``W``: the weights, ``model.weights_shape`` for a point estimate (MAP, a
   ground truth) or ``(chains, draws) + weights_shape`` for posterior draws (NUTS);
+* ``lapse_rate``: a learnt lapse rate (``Oddity(lapse_rate="learn")``), a
+  scalar or ``(chains, draws)``; absent otherwise;
 * ``losses``: the optimiser's loss trace, when there is one;
 * ``refs``, ``comparisons``, ``responses`` (and ``meta:<name>`` columns): the
   trials, in model units, unless saved with ``include_data=False``;
@@ -38,10 +40,10 @@ import numpy as np
 from psyphy_pp._files import atomic_path, not_a_file_of, read_npz
 from psyphy_pp._typing import Params
 from psyphy_pp.data import TrialData
-from psyphy_pp.model import SITE_W, WPPM
+from psyphy_pp.model import SITE_LAPSE, SITE_W, WPPM
 from psyphy_pp.normalization import Normalization
 from psyphy_pp.oddity import Oddity
-from psyphy_pp.results import as_fit_result
+from psyphy_pp.results import as_fit_result, lapse_summary, param_draws
 
 #: Name of the file format, stored in every fit file.
 FIT_FORMAT = "psyphy_pp.fit"
@@ -67,7 +69,9 @@ class SavedFit:
     Attributes:
         model: The :class:`~psyphy_pp.WPPM` (with the task that was fitted).
         params: ``{"W": W}``: one weight array, or draws with leading
-            ``(chains, draws)`` axes when ``kind == "posterior"``.
+            ``(chains, draws)`` axes when ``kind == "posterior"``; with
+            ``"lapse_rate"`` (a scalar, or ``(chains, draws)``) when the model's
+            task learns the lapse rate.
         kind: ``"point"`` (MAP or a ground truth) or ``"posterior"`` (draws).
         method: How it was made: ``"svi"``, ``"scratch"``, ``"nuts"``,
             ``"truth"``, ...
@@ -128,7 +132,20 @@ class SavedFit:
                 f"normalization must have input_dim {self.model.input_dim}, got {norm.input_dim}"
             )
         object.__setattr__(self, "normalization", norm)
-        object.__setattr__(self, "params", {SITE_W: W})
+        params = {SITE_W: W}
+        if self.model.task.learns_lapse:
+            if SITE_LAPSE not in self.params:
+                raise ValueError(
+                    f"params must have key {SITE_LAPSE!r}: the model learns the lapse rate "
+                    f"(task {self.model.task!r}), got keys {sorted(self.params)}")
+            lam = np.asarray(self.params[SITE_LAPSE])
+            if lam.shape != W.shape[:lead]:
+                raise ValueError(f"params[{SITE_LAPSE!r}] must have shape {W.shape[:lead]} for "
+                                 f"kind={self.kind!r}, got {lam.shape}")
+            if not np.all((lam >= 0) & (lam < 1)):
+                raise ValueError(f"params[{SITE_LAPSE!r}] must lie in [0, 1)")
+            params[SITE_LAPSE] = lam
+        object.__setattr__(self, "params", params)
         if not self.library_version:
             object.__setattr__(self, "library_version", _library_version())
 
@@ -139,9 +156,10 @@ class SavedFit:
         trials = "no trials" if self.data is None else f"{self.data.num_trials} trials"
         units = ("model units" if self.normalization is None
                  else f"normalization {self.normalization!r}")
+        lapse = f"  {lapse_summary(self)}\n" if self.model.task.learns_lapse else ""
         return (
             f"SavedFit({kind}, method={self.method!r}{source}\n"
-            f"  model {self.model!r}\n"
+            f"  model {self.model!r}\n{lapse}"
             f"  {trials}, {units}\n"
             f"  made by psyphy_pp {self.library_version})"
         )
@@ -172,10 +190,11 @@ class SavedFit:
         result = as_fit_result(result)
         model, data, method = result.model, result.data, str(result.method)
         settings = dict(result.settings or {})
+        draws = param_draws(result)  # W, and a learnt lapse rate
         if result.kind == "posterior":
-            return cls(model, {SITE_W: result.weight_draws()}, kind="posterior",
+            return cls(model, draws, kind="posterior",
                        method=method, data=data, normalization=normalization, settings=settings)
-        params = {SITE_W: result.weight_draws()[0, 0]}
+        params = {k: v[0, 0] for k, v in draws.items()}
         for name in ("converged", "convergence", "nll_per_trial", "constant_nll_per_trial"):
             if hasattr(result, name):  # a MapResult's verdict and fit quality
                 settings[name] = getattr(result, name)
@@ -206,7 +225,11 @@ def _json_value(v: Any) -> Any:
 
 def _model_to_dict(model: WPPM) -> dict:
     d = {f.name: getattr(model, f.name) for f in dataclasses.fields(model)}
-    d["task"] = dataclasses.asdict(model.task)
+    task = dataclasses.asdict(model.task)
+    for f in dataclasses.fields(Oddity):  # no lapse term: readable by versions without one
+        if f.name in ("lapse_rate", "lapse_prior") and task[f.name] == f.default:
+            del task[f.name]
+    d["task"] = task
     return d
 
 
@@ -282,6 +305,8 @@ def save_fit(
     }
     arrays: dict[str, np.ndarray] = {"header": np.asarray(json.dumps(header)),
                                      SITE_W: np.asarray(fit.params[SITE_W])}
+    if SITE_LAPSE in fit.params:
+        arrays[SITE_LAPSE] = np.asarray(fit.params[SITE_LAPSE])
     if fit.losses is not None:
         arrays["losses"] = np.asarray(fit.losses)
     if include_data and fit.data is not None:
@@ -380,7 +405,8 @@ def _fit_from_arrays(arrays: dict[str, np.ndarray], header: dict, source: str,
                          normalization=norm, metadata=meta)
     return SavedFit(
         model=model,
-        params={SITE_W: arrays[SITE_W]},
+        params={SITE_W: arrays[SITE_W],
+                **({SITE_LAPSE: arrays[SITE_LAPSE]} if SITE_LAPSE in arrays else {})},
         kind=header["kind"],
         method=header.get("method", "unknown"),
         losses=arrays.get("losses"),

@@ -51,8 +51,7 @@ import numpy as np
 from psyphy_pp._stats import normal_quantile
 from psyphy_pp._typing import ArrayLike
 from psyphy_pp._validation import check_positive
-from psyphy_pp.model import SITE_W
-from psyphy_pp.results import as_fit_result, thin_draws
+from psyphy_pp.results import as_fit_result, param_draws, thin_draws
 from psyphy_pp.thresholds import trial_probabilities
 
 #: The fewest trials in a cell of the deviance test and in a reference group.
@@ -293,11 +292,11 @@ def goodness_of_fit(
     if data is None or data.num_trials == 0:
         raise ValueError("result has no trials to compare with; goodness_of_fit needs the "
                          "data the model was fitted to (result.data)")
-    draws = fit.weight_draws()
-    draws = draws.reshape((-1,) + draws.shape[2:])
+    draws = {k: v.reshape((-1,) + v.shape[2:]) for k, v in param_draws(fit).items()}
     if fit.kind == "posterior":
-        draws = thin_draws(draws, max_draws)
-    P = trial_probabilities(fit.model, {SITE_W: jnp.asarray(draws)}, data.refs, data.comparisons)
+        draws = {k: thin_draws(v, max_draws) for k, v in draws.items()}
+    P = trial_probabilities(fit.model, {k: jnp.asarray(v) for k, v in draws.items()},
+                            data.refs, data.comparisons)  # with the lapse term, if any
     P = np.clip(P, 1e-12, 1 - 1e-12)  # (S, N)
     p_mean = P.mean(axis=0)
     y = np.asarray(data.responses, np.float64)

@@ -80,7 +80,7 @@ from psyphy_pp._warnings import ConvergenceWarning, DataWarning, PsyphyWarning
 from psyphy_pp.checkpoint import Checkpoint
 from psyphy_pp.data import TrialData
 from psyphy_pp.loop import FitDivergedError, run_loop
-from psyphy_pp.model import SITE_W, WPPM
+from psyphy_pp.model import SITE_LAPSE, SITE_W, WPPM
 from psyphy_pp.optim import Convergence, OptaxWithValueFn
 from psyphy_pp.sharding import DevicesLike, TrialArrays, TrialSharding, place_trials, trial_sharding
 
@@ -98,7 +98,8 @@ class MapResult:
     """The outcome of a MAP fit.
 
     Attributes:
-        params: ``{"W": W}`` at the end of the optimisation.
+        params: ``{"W": W}`` at the end of the optimisation, with
+            ``"lapse_rate"`` when the task learns the lapse rate.
         losses: Per-step loss, shape ``(num_steps,)`` (the steps that ran): the
             per-trial mean negative log posterior (nats per trial) evaluated
             *before* each update.
@@ -159,6 +160,8 @@ class MapResult:
 
     def __repr__(self) -> str:
         stopped = ", interrupted=True" if self.interrupted else ""
+        if SITE_LAPSE in self.params:
+            stopped += f", lapse_rate={float(self.params[SITE_LAPSE]):.4g}"
         return (
             f"MapResult(method={self.method!r}, converged={self.converged}{stopped}, "
             f"num_steps={self.num_steps}, final_loss={self.final_loss:.6g}, "
@@ -293,6 +296,7 @@ def prepare_fit(
     if init_params is None:
         init_params = model.sample_prior(init_key)
     else:
+        given = init_params
         W0 = np.asarray(model.weights(init_params))  # shape check
         if not np.all(np.isfinite(W0)):
             raise ValueError(
@@ -300,6 +304,8 @@ def prepare_fit(
                 f"non-finite values of {W0.size}"
             )
         init_params = {SITE_W: jnp.asarray(W0, dtype=jnp.result_type(float))}
+        if model.task.learns_lapse:
+            init_params[SITE_LAPSE] = model.initial_lapse(given)
     for message in data_warnings(model, data):
         warnings.warn(message, DataWarning, stacklevel=3)
     if sharding is not None:
@@ -439,7 +445,9 @@ def fit_map(
             largest) over the last 10 (L-BFGS) or 100 (Adam, SGD) steps; None
             runs all ``num_steps``. Not applied with fresh Monte Carlo noise.
         seed: Seeds the prior draw used as initial value and the Monte Carlo noise.
-        init_params: ``{"W": W}`` to start from instead of a prior draw.
+        init_params: ``{"W": W}`` to start from instead of a prior draw. When
+            the task learns the lapse rate, ``"lapse_rate"`` may be given too
+            (default: its prior mean).
         progress_bar: Show a progress bar.
         devices: Shard the trials over these devices: None (every device when
             there is more than one), a number of devices, a sequence of
@@ -493,7 +501,7 @@ def fit_map(
     # SVI.init runs the model eagerly, op by op, to set up the guide; on the
     # prior alone that takes ~2 s instead of ~17 s (P-std, 2 cores).
     svi_state = svi.init(jax.random.PRNGKey(seed), refs, comps, y, prototype=True,
-                         init_params={_AUTO_LOC: init_params[SITE_W]})
+                         init_params={_auto_loc(name): v for name, v in init_params.items()})
     if checkpoint is not None:
         svi_state = checkpoint.restore(svi_state)
 
@@ -501,7 +509,8 @@ def fit_map(
         return update(state, refs, comps, y, key=jax.random.fold_in(noise_key, t), mask=mask)
 
     def get_params(state):
-        return {SITE_W: guide.median(svi.get_params(state))[SITE_W]}
+        median = guide.median(svi.get_params(state))
+        return {name: median[name] for name in init_params}  # W, and a learnt lapse rate
 
     def run():
         return run_loop(step, svi_state, get_params, num_steps, desc="fit_map (SVI)",
@@ -512,8 +521,9 @@ def fit_map(
                       arrays.num_trials)
 
 
-#: The ``AutoDelta`` parameter of the weights (``SITE_W`` plus its suffix).
-_AUTO_LOC = f"{SITE_W}_auto_loc"
+def _auto_loc(site: str) -> str:
+    """The ``AutoDelta`` parameter of a sample site (its name plus the guide's suffix)."""
+    return f"{site}_auto_loc"
 
 
 @functools.lru_cache(maxsize=8)
@@ -543,6 +553,8 @@ def _svi_program(
     def model_fn(*args, prototype=False, **kwargs):
         if prototype:  # the prior alone: all AutoDelta needs to set itself up
             numpyro.sample(SITE_W, model.prior())
+            if model.task.learns_lapse:
+                numpyro.sample(SITE_LAPSE, model.lapse_prior())
             return
         model.numpyro_model(*args, devices=sharding, **kwargs)  # None: unsharded
 

@@ -344,6 +344,12 @@ def fit_laplace(
     ``W`` from ``N(W_hat, H^-1)``, with zero width along the rotation gauge
     (see the module docstring).
 
+    A fixed lapse rate (``Oddity(lapse_rate=0.05)``) is part of the likelihood
+    as everywhere. A learnt one (``lapse_rate="learn"``) is refused: the
+    Gaussian, its gauge directions and the Newton refinement are built for
+    ``W`` alone; :func:`~psyphy_pp.fit_nuts` samples ``W`` and the lapse rate
+    jointly.
+
     Args:
         model: The :class:`~psyphy_pp.WPPM`.
         data: The trials.
@@ -359,9 +365,10 @@ def fit_laplace(
         A :class:`LaplaceResult`.
 
     Raises:
-        ValueError: For invalid arguments (before anything is compiled), or if
-            the Hessian is not positive definite off the gauge directions (the
-            start is not a minimum: fit the MAP to convergence first).
+        ValueError: For invalid arguments or a model that learns the lapse rate
+            (before anything is compiled), or if the Hessian is not positive
+            definite off the gauge directions (the start is not a minimum: fit
+            the MAP to convergence first).
 
     Examples:
         >>> import jax, psyphy_pp as pp
@@ -377,6 +384,11 @@ def fit_laplace(
         3
     """
     check_model_and_data(model, data)
+    if model.task.learns_lapse:
+        raise ValueError(
+            f"fit_laplace cannot learn the lapse rate (task {model.task!r}): its Gaussian, "
+            "gauge directions and Hessian are those of W alone. Use fit_nuts for the joint "
+            "posterior of W and lapse_rate, or fix the lapse rate (Oddity(lapse_rate=0.05))")
     check_positive("num_draws", num_draws, integer=True)
     check_nonnegative("seed", seed, integer=True)
     if not isinstance(progress_bar, bool):

@@ -4,12 +4,20 @@
 offers the model's pure functions (prior, covariance field, P(correct),
 log-likelihood). :meth:`WPPM.numpyro_model` is the probabilistic program: the
 only place where ``numpyro.sample`` is called. Its sites are named by the
-constants :data:`SITE_W` (the weights) and :data:`SITE_Y` (the responses).
+constants :data:`SITE_W` (the weights), :data:`SITE_LAPSE` (the lapse rate,
+when the task learns it) and :data:`SITE_Y` (the responses).
+
+Lapses. With a lapse term in the task (``Oddity(lapse_rate=...)``), the
+probability of a correct answer is ``lambda / 3 + (1 - lambda) P_model``
+(:func:`~psyphy_pp.oddity.lapse.lapse_logits`). :meth:`WPPM.logits`,
+:meth:`WPPM.prob_correct`, :meth:`WPPM.log_likelihood` and the model's response
+site include it; :meth:`WPPM.covariance`, and so the thresholds and ellipses,
+describe the perceptual field ``P_model`` alone.
 """
 
 from __future__ import annotations
 
-__all__ = ["WPPM", "SITE_W", "SITE_Y"]
+__all__ = ["WPPM", "SITE_W", "SITE_LAPSE", "SITE_Y"]
 
 from dataclasses import dataclass, field
 
@@ -23,6 +31,7 @@ from psyphy_pp import field as _field
 from psyphy_pp._typing import Array, ArrayLike, Params, PRNGKey
 from psyphy_pp._validation import check_nonnegative, check_positive, check_stimuli, is_concrete
 from psyphy_pp.oddity import Oddity
+from psyphy_pp.oddity.lapse import lapse_logits
 from psyphy_pp.sharding import (
     DevicesLike,
     TrialSharding,
@@ -33,6 +42,9 @@ from psyphy_pp.sharding import (
 
 #: Name of the weight sample site (``AutoDelta`` calls its parameter ``W_auto_loc``).
 SITE_W = "W"
+#: Name of the lapse-rate sample site of a task with ``lapse_rate="learn"``
+#: (``AutoDelta`` calls its parameter ``lapse_rate_auto_loc``).
+SITE_LAPSE = "lapse_rate"
 #: Name of the observed response site.
 SITE_Y = "y"
 
@@ -101,13 +113,86 @@ class WPPM:
         scale = jnp.asarray(self.prior_std(), dtype=jnp.result_type(float))
         return dist.Normal(jnp.zeros_like(scale), scale).to_event(len(self.weights_shape))
 
+    def lapse_prior(self) -> dist.Distribution:
+        """The Beta prior of a learnt lapse rate (``task.lapse_prior``)."""
+        a, b = self.task.lapse_prior
+        dtype = jnp.result_type(float)
+        return dist.Beta(jnp.asarray(a, dtype), jnp.asarray(b, dtype))
+
     def sample_prior(self, key: PRNGKey) -> Params:
-        """Draw ``{"W": W}`` from the prior."""
-        return {SITE_W: self.prior().sample(key)}
+        """Draw ``{"W": W}`` from the prior (and ``"lapse_rate"`` when it is learnt).
+
+        ``W`` is drawn with ``key`` itself, the same ``W`` with or without a
+        learnt lapse rate, which is drawn with ``fold_in(key, 1)``.
+        """
+        params = {SITE_W: self.prior().sample(key)}
+        if self.task.learns_lapse:
+            params[SITE_LAPSE] = self.lapse_prior().sample(jax.random.fold_in(key, 1))
+        return params
 
     def log_prior(self, params: Params) -> Array:
-        """Log prior density of ``params["W"]`` (a scalar)."""
-        return self.prior().log_prob(self.weights(params))
+        """Log prior density of ``params["W"]`` (and of a learnt lapse rate), a scalar."""
+        lp = self.prior().log_prob(self.weights(params))
+        if self.task.learns_lapse:
+            lp = lp + self.lapse_prior().log_prob(self.lapse(params))
+        return lp
+
+    def lapse(self, params: Params) -> Array | float:
+        """The lapse rate ``lambda``: ``params["lapse_rate"]`` if learnt, else the task's.
+
+        Raises:
+            ValueError: If the task learns the lapse rate and ``params`` has no
+                scalar ``"lapse_rate"`` in ``[0, 1)``.
+        """
+        lam, sample_shape = self.lapse_samples(params)
+        if sample_shape:
+            raise ValueError(f"params[{SITE_LAPSE!r}] must be a scalar for this call, got "
+                             f"shape {sample_shape}")
+        return lam if self.task.learns_lapse else self.task.lapse_rate
+
+    def initial_lapse(self, params: Params | None = None) -> Array:
+        """The starting value of a learnt lapse rate for a fit.
+
+        ``params["lapse_rate"]`` when given (it must lie in ``(0, 1)``, where the
+        Beta prior's density is positive), else the prior mean ``a / (a + b)``.
+
+        Raises:
+            ValueError: If the given value is not a number in ``(0, 1)``.
+        """
+        dtype = jnp.result_type(float)
+        if isinstance(params, dict) and SITE_LAPSE in params:
+            lam = np.asarray(params[SITE_LAPSE], np.float64)
+            if lam.shape != () or not 0.0 < float(lam) < 1.0:
+                raise ValueError(f"init_params[{SITE_LAPSE!r}] must be a number in (0, 1), "
+                                 f"got {params[SITE_LAPSE]!r}")
+            return jnp.asarray(lam, dtype)
+        a, b = self.task.lapse_prior
+        return jnp.asarray(a / (a + b), dtype)
+
+    def lapse_samples(self, params: Params) -> tuple[Array, tuple[int, ...]]:
+        """``params["lapse_rate"]`` with any leading sample axes, and their shape.
+
+        For a fixed lapse rate: the task's rate as a 0-d array, and ``()``.
+
+        Raises:
+            ValueError: If the task learns the lapse rate and ``params`` has no
+                ``"lapse_rate"``, or a concrete one outside ``[0, 1)``.
+        """
+        if not self.task.learns_lapse:
+            return jnp.asarray(self.task.lapse_rate), ()
+        if not isinstance(params, dict) or SITE_LAPSE not in params:
+            got = sorted(params) if isinstance(params, dict) else type(params).__name__
+            raise ValueError(
+                f"this model learns the lapse rate (task lapse_rate='learn'), so params "
+                f"must have key {SITE_LAPSE!r} besides {SITE_W!r}, got {got}")
+        lam = params[SITE_LAPSE]
+        if is_concrete(lam):
+            arr = np.asarray(lam, np.float64)
+            if not np.all((arr >= 0) & (arr < 1)):
+                raise ValueError(f"params[{SITE_LAPSE!r}] must lie in [0, 1), got "
+                                 f"{arr if arr.size <= 4 else arr.ravel()[:4]}")
+        lam = jnp.asarray(lam)
+        return lam, tuple(lam.shape)
 
     # -- field and likelihood ---------------------------------------------------
     def covariance(self, params: Params, x: ArrayLike) -> Array:
@@ -128,8 +213,10 @@ class WPPM:
     ) -> Array:
         """Logits ``log p - log(1 - p)`` of P(correct) for each trial, shape ``(N,)``.
 
+        ``p`` includes the task's lapse term, if any (see the module docstring).
+
         Args:
-            params: ``{"W": W}``.
+            params: ``{"W": W}``, with ``"lapse_rate"`` when the task learns it.
             refs: Reference stimuli, shape ``(N, D)`` in ``[-1, 1]``.
             comparisons: Comparison stimuli, shape ``(N, D)`` in ``[-1, 1]``.
             key: Monte Carlo key; required unless the task is deterministic.
@@ -163,9 +250,10 @@ class WPPM:
             placed = place_trials(sharding, r, c, dtype=W.dtype)
             z = self._placed_logits(sharding.replicate(W), placed.refs, placed.comparisons,
                                     key, sharding)
-            return z[: placed.num_trials]
-        return self._placed_logits(
-            W, jnp.asarray(refs, W.dtype), jnp.asarray(comparisons, W.dtype), key, sharding)
+            return self._lapsed(z[: placed.num_trials], params)
+        return self._lapsed(self._placed_logits(
+            W, jnp.asarray(refs, W.dtype), jnp.asarray(comparisons, W.dtype), key, sharding),
+            params)
 
     def prob_correct(
         self,
@@ -220,9 +308,11 @@ class WPPM:
     ) -> None:
         """The WPPM as a NumPyro model function.
 
-        Sites: ``"W"`` (latent, Wishart-process prior) and ``"y"`` (Bernoulli
-        responses with ``logits = logit P(correct)``, observed when ``responses`` is
-        given) inside a plate ``"trials"``.
+        Sites: ``"W"`` (latent, Wishart-process prior), ``"lapse_rate"`` (latent,
+        Beta prior ``task.lapse_prior``; only when the task learns the lapse
+        rate) and ``"y"`` (Bernoulli responses with ``logits = logit P(correct)``,
+        lapse included, observed when ``responses`` is given) inside a plate
+        ``"trials"``.
 
         Args:
             refs: Reference stimuli, shape ``(N, D)``.
@@ -238,13 +328,16 @@ class WPPM:
                 ``N`` a multiple of the device count. None: no sharding.
         """
         W = numpyro.sample(SITE_W, self.prior())
+        params = {SITE_W: W}
+        if self.task.learns_lapse:
+            params[SITE_LAPSE] = numpyro.sample(SITE_LAPSE, self.lapse_prior())
         if self.task.needs_key and key is None:
             key = numpyro.prng_key()
         sharding = None if devices is None else trial_sharding(devices)
         if sharding is None:
-            z = self.logits({SITE_W: W}, refs, comparisons, key)
+            z = self.logits(params, refs, comparisons, key)
         else:
-            z = self._placed_logits(W, refs, comparisons, key, sharding)
+            z = self._lapsed(self._placed_logits(W, refs, comparisons, key, sharding), params)
         lik = dist.Bernoulli(logits=z)
         if mask is not None:
             lik = lik.mask(mask)
@@ -252,6 +345,12 @@ class WPPM:
             numpyro.sample(SITE_Y, lik, obs=responses)
 
     # -- helpers ------------------------------------------------------------------
+    def _lapsed(self, z: Array, params: Params) -> Array:
+        """The perceptual logits ``z`` with the task's lapse term (``z`` itself without one)."""
+        if not self.task.has_lapse:
+            return z
+        return lapse_logits(z, self.lapse(params))
+
     def _placed_logits(
         self, W: Array, refs: Array, comparisons: Array, key: PRNGKey | None,
         sharding: TrialSharding | None,

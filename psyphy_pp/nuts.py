@@ -65,9 +65,9 @@ from psyphy_pp._validation import check_choice, check_nonnegative, check_positiv
 from psyphy_pp._warnings import PsyphyWarning
 from psyphy_pp.data import TrialData
 from psyphy_pp.inference import check_model_and_data, place_data
-from psyphy_pp.model import SITE_W, WPPM
+from psyphy_pp.model import SITE_LAPSE, SITE_W, WPPM
 from psyphy_pp.oddity import Oddity
-from psyphy_pp.results import PosteriorDraws
+from psyphy_pp.results import PosteriorDraws, lapse_summary
 from psyphy_pp.sharding import DevicesLike, trial_sharding
 
 logger = logging.getLogger(__name__)
@@ -97,7 +97,9 @@ class NutsResult(PosteriorDraws):
     """The outcome of :func:`fit_nuts`: posterior draws kept by chain.
 
     Attributes:
-        samples: ``{"W": array of shape (num_chains, num_samples) + W.shape}``.
+        samples: ``{"W": array of shape (num_chains, num_samples) + W.shape}``,
+            and ``"lapse_rate"`` of shape ``(num_chains, num_samples)`` when the
+            task learns the lapse rate.
         sample_stats: Per-draw NUTS statistics, each of shape
             ``(num_chains, num_samples)``: ``diverging`` (bool), ``energy``
             (Hamiltonian), ``lp`` (log density, the negative potential energy),
@@ -130,6 +132,7 @@ class NutsResult(PosteriorDraws):
         return (
             f"NutsResult(num_chains={self.num_chains}, num_samples={self.num_samples}, "
             f"num_warmup={self.settings.get('num_warmup')}, "
+            f"{lapse_summary(self) + ', ' if self.model.task.learns_lapse else ''}"
             f"divergences={self.num_divergences}, task={self.model.task!r}, "
             f"wall_time={self.settings.get('wall_time', float('nan')):.1f} s)"
         )
@@ -180,7 +183,7 @@ def with_deterministic_task(model: WPPM, task: Oddity | None = None, *,
     if task is not None:
         if not isinstance(task, Oddity):
             raise ValueError(f"task must be a psyphy_pp.Oddity or None, got {task!r}")
-        task = task.resolve(model.input_dim)
+        task = task.resolve(model.input_dim).with_lapse_of(model.task)  # the model's lapse
         if task.needs_key:
             raise ValueError(
                 f"task={task!r} draws fresh Monte Carlo noise at every evaluation, so the "
@@ -282,7 +285,9 @@ def fit_nuts(
         num_chains: Number of chains.
         seed: Seeds the initial values and the sampler.
         init_params: ``{"W": W}`` to start every chain from (e.g. ``fit.params``
-            of a MAP fit). If None, each chain starts from its own prior draw.
+            of a MAP fit, with its ``"lapse_rate"`` when the task learns it;
+            default the prior mean). If None, each chain starts from its own
+            prior draw.
         target_accept_prob: Target acceptance probability of the step-size
             adaptation, in (0, 1); raise it (e.g. 0.9) if there are divergences.
         progress_bar: Show NumPyro's progress bar.
@@ -339,7 +344,10 @@ def fit_nuts(
         W0 = jnp.asarray(init_params[SITE_W], dtype)
         if not bool(jnp.all(jnp.isfinite(W0))):
             raise ValueError("init_params['W'] must be finite")
-        init_strategy = init_to_value(values={SITE_W: W0})
+        values = {SITE_W: W0}
+        if used_model.task.learns_lapse:
+            values[SITE_LAPSE] = used_model.initial_lapse(init_params)
+        init_strategy = init_to_value(values=values)
         init_desc = "init_params (all chains)"
     else:
         init_strategy = init_to_sample
@@ -366,7 +374,7 @@ def fit_nuts(
     t0 = time.perf_counter()
     mcmc.run(jax.random.PRNGKey(seed), arrays.refs, arrays.comparisons, arrays.responses,
              mask=arrays.mask, extra_fields=_EXTRA_FIELDS)
-    W = np.asarray(mcmc.get_samples(group_by_chain=True)[SITE_W])
+    samples = {k: np.asarray(v) for k, v in mcmc.get_samples(group_by_chain=True).items()}
     wall_time = time.perf_counter() - t0
 
     extra = {k: np.asarray(v) for k, v in mcmc.get_extra_fields(group_by_chain=True).items()}
@@ -394,7 +402,7 @@ def fit_nuts(
         wall_time=wall_time,
     )
     result = NutsResult(
-        samples={SITE_W: W}, sample_stats=stats, model=used_model, data=data,
+        samples=samples, sample_stats=stats, model=used_model, data=data,
         settings=settings, task_note=task_note,
     )
     logger.info("fit_nuts: %s; %s", result, task_note)

@@ -126,6 +126,16 @@ def fit_map_scratch(
     key schedule as :func:`~psyphy_pp.fit_map`; returns a
     :class:`~psyphy_pp.MapResult` with ``method="scratch"``.
 
+    A fixed lapse rate (``Oddity(lapse_rate=0.05)``) works as in
+    :func:`~psyphy_pp.fit_map`. A learnt one (``lapse_rate="learn"``) is
+    refused: this loop steps the parameters as they are, with no change of
+    variables, so a step could take ``lambda`` out of ``[0, 1)``; NumPyro's
+    ``AutoDelta`` in :func:`~psyphy_pp.fit_map` optimises it on the logit scale.
+
+    Raises:
+        ValueError: For invalid arguments, or a model that learns the lapse
+            rate (use :func:`~psyphy_pp.fit_map`), before anything is compiled.
+
     Examples:
         >>> import jax, psyphy_pp as pp
         >>> model = pp.WPPM(basis_degree=1)
@@ -135,6 +145,12 @@ def fit_map_scratch(
         >>> fit.converged, fit.num_steps < 1000
         (True, True)
     """
+    if isinstance(model, WPPM) and model.task.learns_lapse:
+        raise ValueError(
+            f"fit_map_scratch cannot learn the lapse rate (task {model.task!r}): it steps the "
+            "parameters without a change of variables, so lapse_rate could leave [0, 1). "
+            "Use fit_map, which learns it on the logit scale, or fix it "
+            "(Oddity(lapse_rate=0.05))")
     checkpoint, init_params = resume_from(resume, init_params)
     optimizer, init_params, noise_key, settings, sharding = prepare_fit(
         model, data, num_steps=num_steps, learning_rate=learning_rate, momentum=momentum,

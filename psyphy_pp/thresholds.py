@@ -9,6 +9,14 @@ The threshold of a reference ``r`` in the unit direction ``e`` is the distance
 For equal isotropic noise of standard deviation ``sigma`` the answer is about
 ``2.554 sigma`` in 2D and ``2.717 sigma`` in 3D (DESIGN.md section 1).
 
+Lapses. :math:`P_{\mathrm{correct}}` here is the perceptual model's,
+``P_model``, *without* the observer's lapse term
+(``Oddity(lapse_rate=...)``): thresholds, ellipses and
+:func:`psychometric_curves` describe the perceptual field, and the target is a
+value of ``P_model``. (With lapses the observed P(correct) tops out at
+``1 - 2 lambda / 3`` and would reach a target only farther out.)
+:func:`trial_probabilities`, which predicts responses, includes the lapse.
+
 How it is solved (:func:`thresholds`):
 
 1. *Box.* The comparison must stay inside the model box ``[-1, 1]^D``, so ``s`` is
@@ -77,7 +85,7 @@ from psyphy_pp._typing import ArrayLike, Params
 from psyphy_pp._validation import check_positive, check_stimuli
 from psyphy_pp.designs import box_distances
 from psyphy_pp.ellipses import Ellipses, fit_ellipses
-from psyphy_pp.model import SITE_W, WPPM
+from psyphy_pp.model import SITE_LAPSE, SITE_W, WPPM
 from psyphy_pp.oddity import Oddity
 from psyphy_pp.threshold_table import DEFAULT_TARGET, Thresholds
 
@@ -86,28 +94,29 @@ _TRIALS_PER_BATCH = 20_000
 
 
 def threshold_task(task: Oddity, input_dim: int) -> Oddity:
-    """The deterministic likelihood used to solve for thresholds.
+    """The deterministic likelihood used to solve for thresholds, without lapses.
 
     The policy lives in :func:`psyphy_pp.defaults.task_for` (purpose
     ``"thresholds"``): a deterministic task (quadrature, or fixed-noise Monte
     Carlo) is returned unchanged; a fresh-noise Monte Carlo task becomes the
     default quadrature when ``input_dim`` is 2 or 3, and fixed-noise Monte Carlo
-    with at least 2,000 samples (same bandwidth) otherwise.
+    with at least 2,000 samples (same bandwidth) otherwise. A lapse term is
+    dropped: thresholds describe the perceptual P(correct).
 
     Args:
         task: The model's likelihood settings.
         input_dim: The model's ``D``.
 
     Returns:
-        A task with ``task.deterministic`` True.
+        A task with ``task.deterministic`` True and no lapse term.
 
     Examples:
-        >>> threshold_task(Oddity(method="mc"), 2)
+        >>> threshold_task(Oddity(method="mc", lapse_rate=0.05), 2)
         Oddity(method='quadrature', quadrature_rule='semianalytic', num_angles=8, num_radial=4, polar_nodes=(4, 4, 2, 4, 3))
     """
     from psyphy_pp import defaults
 
-    return defaults.task_for("thresholds", task, input_dim)
+    return defaults.task_for("thresholds", task, input_dim).without_lapse()
 
 
 def threshold_directions(num_directions: int, input_dim: int) -> np.ndarray:
@@ -229,18 +238,21 @@ def thresholds(
     """Discrimination thresholds at reference points, for MAP params or posterior draws.
 
     See the module docstring for the method. Draws are solved in jitted chunks
-    of ``chunk_size`` (the progress bar counts draws).
+    of ``chunk_size`` (the progress bar counts draws). The thresholds are those
+    of the perceptual model: a lapse term of the task (fixed or learnt) is left
+    out, and ``target`` is a value of the lapse-free P(correct).
 
     Args:
         model: The fitted :class:`~psyphy_pp.WPPM`.
         params: ``{"W": W}`` with ``W`` of shape ``model.weights_shape``, or with
-            leading sample axes, e.g. ``(chains, draws) + weights_shape``.
+            leading sample axes, e.g. ``(chains, draws) + weights_shape``. A
+            ``"lapse_rate"`` entry is ignored.
         refs: Reference points in model units, shape ``(R, D)``.
         num_directions: Number of directions ``K`` (ignored if ``directions`` is given).
         target: Target P(correct), in ``(1/3, 1)``.
         directions: Directions to use instead, shape ``(K, D)`` (normalised here).
         task: Deterministic likelihood to use (default: :func:`threshold_task`
-            of the model's task).
+            of the model's task); its lapse term, if any, is dropped.
         num_grid: Grid intervals used to bracket the root and check monotonicity.
         num_iterations: Illinois (regula falsi) iterations.
         monotone_tol: Largest fall of P(correct) between grid points still
@@ -297,7 +309,7 @@ def thresholds(
             "task must be a deterministic psyphy_pp.Oddity (method='quadrature', or "
             f"fixed_noise=True), got {task!r}"
         )
-    solver_model = dataclasses.replace(model, task=task)
+    solver_model = dataclasses.replace(model, task=task.without_lapse())
     W, sample_shape = model.weight_samples(params)
     if not np.all(np.isfinite(W)):
         raise ValueError("params['W'] must be finite")
@@ -352,7 +364,9 @@ def psychometric_curves(
 ) -> np.ndarray:
     """P(correct) along rays from references: the psychometric functions.
 
-    Comparisons ``r + s e`` are clipped to the box ``[-1, 1]^D``.
+    Comparisons ``r + s e`` are clipped to the box ``[-1, 1]^D``. Like
+    :func:`thresholds`, the curves are the perceptual model's, without the
+    lapse term, so that they cross the target at the thresholds.
 
     Args:
         model: The model.
@@ -360,7 +374,8 @@ def psychometric_curves(
         refs: References in model units, shape ``(R, D)``.
         directions: Directions, shape ``(K, D)`` (normalised here).
         distances: Distances ``s``, shape ``(G,)``.
-        task: Deterministic likelihood (default :func:`threshold_task`).
+        task: Deterministic likelihood (default :func:`threshold_task`); its
+            lapse term, if any, is dropped.
 
     Returns:
         P(correct), shape ``(*S, R, K, G)``.
@@ -382,27 +397,33 @@ def psychometric_curves(
     task = threshold_task(model.task, model.input_dim) if task is None else task
     if not task.resolve(model.input_dim).deterministic:
         raise ValueError(f"task must be deterministic, got {task!r}")
-    m = dataclasses.replace(model, task=task)
+    m = dataclasses.replace(model, task=task.without_lapse())
     W, sample_shape = model.weight_samples(params)
     comps = np.clip(refs[:, None, None, :] + s[:, None] * dirs[:, None, :], -1.0, 1.0)
     rr = np.broadcast_to(refs[:, None, None, :], comps.shape).reshape(-1, model.input_dim)
     cc = comps.reshape(-1, model.input_dim)
     Ws = W.reshape((-1,) + model.weights_shape).astype(jnp.result_type(float))
     batch = max(1, _TRIALS_PER_BATCH // rr.shape[0])
-    out = np.asarray(_curve_fn(m, batch)(jnp.asarray(Ws), rr, cc), np.float64)
+    out = np.asarray(_curve_fn(m, batch)(jnp.asarray(Ws), None, rr, cc), np.float64)
     return out.reshape(sample_shape + comps.shape[:-1])
 
 
 def trial_probabilities(model: WPPM, params: Params, refs: ArrayLike, comparisons: ArrayLike,
                         *, task: Oddity | None = None) -> np.ndarray:
-    """P(correct) of given trials under each draw of ``W``.
+    """P(correct) of given trials under each draw of ``W``: the predicted responses.
+
+    Unlike :func:`thresholds`, this includes the lapse term of the model's
+    task: a fixed rate, or the learnt one of each draw (``params["lapse_rate"]``).
 
     Args:
         model: The model.
-        params: ``{"W": W}``, optionally with leading sample axes.
+        params: ``{"W": W}``, optionally with leading sample axes; with
+            ``"lapse_rate"`` (the same leading axes) when the task learns it.
         refs: References in model units, shape ``(N, D)``.
         comparisons: Comparisons, shape ``(N, D)``.
-        task: Deterministic likelihood (default :func:`threshold_task`).
+        task: Deterministic likelihood (default: :func:`threshold_task` of the
+            model's task, with the model's lapse term). The lapse term is
+            always the model's.
 
     Returns:
         P(correct) in float64, shape ``(*S, N)``.
@@ -414,21 +435,33 @@ def trial_probabilities(model: WPPM, params: Params, refs: ArrayLike, comparison
     task = threshold_task(model.task, model.input_dim) if task is None else task
     if not task.resolve(model.input_dim).deterministic:
         raise ValueError(f"task must be deterministic, got {task!r}")
-    m = dataclasses.replace(model, task=task)
+    m = dataclasses.replace(model, task=task.with_lapse_of(model.task))
     W, sample_shape = model.weight_samples(params)
-    Ws = W.reshape((-1,) + model.weights_shape).astype(jnp.result_type(float))
+    dtype = jnp.result_type(float)
+    Ws = W.reshape((-1,) + model.weights_shape).astype(dtype)
+    lams = None
+    if model.task.learns_lapse:
+        lam, lapse_shape = model.lapse_samples(params)
+        if lapse_shape != sample_shape:
+            raise ValueError(f"params[{SITE_LAPSE!r}] must have the sample shape of "
+                             f"params['W'], {sample_shape}, got {lapse_shape}")
+        lams = jnp.asarray(lam, dtype).reshape(-1)
     batch = max(1, _TRIALS_PER_BATCH // max(1, rr.shape[0]))
-    out = np.asarray(_curve_fn(m, batch)(jnp.asarray(Ws), rr, cc), np.float64)
+    out = np.asarray(_curve_fn(m, batch)(jnp.asarray(Ws), lams, rr, cc), np.float64)
     return out.reshape(sample_shape + rr.shape[:1])
 
 
 @functools.lru_cache(maxsize=16)
 def _curve_fn(model: WPPM, batch_size: int):
-    """Jitted ``(Ws, refs, comps) -> P(correct)`` over draws, ``(S, N)``."""
+    """Jitted ``(Ws, lapse rates or None, refs, comps) -> P(correct)`` over draws, ``(S, N)``."""
 
     @jax.jit
-    def run(Ws, refs, comps):
-        return jax.lax.map(lambda W: model.prob_correct({SITE_W: W}, refs, comps), Ws,
-                           batch_size=batch_size)
+    def run(Ws, lams, refs, comps):
+        def one(draw):
+            W, lam = draw
+            params = {SITE_W: W} if lam is None else {SITE_W: W, SITE_LAPSE: lam}
+            return model.prob_correct(params, refs, comps)
+
+        return jax.lax.map(one, (Ws, lams), batch_size=batch_size)
 
     return run

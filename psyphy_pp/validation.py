@@ -43,7 +43,7 @@ from psyphy_pp._typing import ArrayLike
 from psyphy_pp.data import TrialData
 from psyphy_pp.model import SITE_W
 from psyphy_pp.normalization import Normalization
-from psyphy_pp.results import as_fit_result, thin_draws
+from psyphy_pp.results import as_fit_result, param_draws, thin_draws
 from psyphy_pp.thresholds import thresholds, trial_probabilities
 
 #: Newton steps after the grid search in :func:`fit_weibull`.
@@ -286,11 +286,11 @@ def validate(result: object, probe_data: TrialData, *, target: float = 2.0 / 3.0
         S[i, : num[i]], Y[i, : num[i]], Wm[i, : num[i]] = dist[sel], y[sel], 1.0
     weib = _fit_weibull_weighted(S, Y, Wm, target, level)  # padding has weight 0
 
-    draws = fit.weight_draws()
-    draws = draws.reshape((-1,) + draws.shape[2:])
-    draws = thin_draws(draws, 200)
+    draws = {k: thin_draws(v.reshape((-1,) + v.shape[2:]), 200)
+             for k, v in param_draws(fit).items()}
     point = fit.kind == "point"
-    W = jnp.asarray(draws[0] if point else draws)
+    params = {k: jnp.asarray(v[0] if point else v) for k, v in draws.items()}
+    W = params[SITE_W]
     uref, ref_idx = np.unique(refs, axis=0, return_inverse=True)
     udir, dir_idx = np.unique(dirs, axis=0, return_inverse=True)
     th = thresholds(fit.model, {SITE_W: W}, uref, directions=udir, target=target,
@@ -304,7 +304,7 @@ def validate(result: object, probe_data: TrialData, *, target: float = 2.0 / 3.0
         pred, lo_p, hi_p = med[ref_idx, dir_idx], lo[ref_idx, dir_idx], hi[ref_idx, dir_idx]
 
     m = weib["threshold"]
-    P = trial_probabilities(fit.model, {SITE_W: W}, probe_data.refs, probe_data.comparisons)
+    P = trial_probabilities(fit.model, params, probe_data.refs, probe_data.comparisons)
     p = np.clip(P if point else P.mean(axis=0), 1e-12, 1 - 1e-12)
     ll = float(np.mean(y * np.log(p) + (1 - y) * np.log1p(-p)))
     q = float(np.clip(y.mean(), 1e-12, 1 - 1e-12))

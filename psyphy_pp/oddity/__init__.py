@@ -16,6 +16,7 @@ The subpackage, one idea per module:
 * :mod:`~psyphy_pp.oddity.quadrature`: the settings record :class:`Quadrature`
   and which rule runs in which dimension;
 * :mod:`~psyphy_pp.oddity.bounds`: the clip of P(correct), :data:`PROB_EPS`;
+* :mod:`~psyphy_pp.oddity.lapse`: the lapse term, :func:`lapse_logits`;
 * :mod:`~psyphy_pp.oddity.task`: :class:`Oddity`, the one constructor, with
   the blocking of large data sets.
 """
@@ -35,9 +36,11 @@ __all__ = [
     "oddity_prob_quadrature",
     "oddity_prob_polar_3d",
     "oddity_prob_gauss_hermite_3d",
+    "lapse_logits",
 ]
 
 from psyphy_pp.oddity.bounds import MAX_LOGIT, PROB_EPS
+from psyphy_pp.oddity.lapse import lapse_logits
 from psyphy_pp.oddity.montecarlo import MonteCarlo, oddity_logits_mc
 from psyphy_pp.oddity.quadrature import Quadrature
 from psyphy_pp.oddity.quadrature2d import oddity_prob_quadrature, oddity_prob_semianalytic

@@ -9,6 +9,11 @@ P(correct) is computed (:mod:`psyphy_pp.oddity`): ``method="quadrature"``
 a :class:`~psyphy_pp.WPPM` resolves for its dimension. It evaluates the trials
 block by block, so that memory is bounded by a block, and clips the logits to
 ``[-MAX_LOGIT, MAX_LOGIT]``.
+
+It also holds the observer's lapse rate (``lapse_rate``, ``lapse_prior``;
+:mod:`psyphy_pp.oddity.lapse`): fixed, or learnt by the fits. The estimators
+compute the perceptual P(correct); :class:`~psyphy_pp.WPPM` applies the lapse
+on top of them.
 """
 
 from __future__ import annotations
@@ -16,16 +21,19 @@ from __future__ import annotations
 __all__ = ["Oddity", "METHODS"]
 
 import dataclasses
+import numbers
 from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from psyphy_pp import defaults
 from psyphy_pp._padding import padded_index
 from psyphy_pp._typing import Array, PRNGKey
 from psyphy_pp._validation import check_choice, check_positive
 from psyphy_pp.oddity.bounds import MAX_LOGIT
+from psyphy_pp.oddity.lapse import DEFAULT_LAPSE_PRIOR
 from psyphy_pp.oddity.montecarlo import MonteCarlo
 from psyphy_pp.oddity.quadrature import Quadrature
 
@@ -33,6 +41,9 @@ from psyphy_pp.oddity.quadrature import Quadrature
 METHODS = ("auto", "quadrature", "mc")
 _RECORDS = {"quadrature": Quadrature, "mc": MonteCarlo}
 _FIELDS = {m: tuple(f.name for f in dataclasses.fields(r)) for m, r in _RECORDS.items()}
+#: The value of ``lapse_rate`` that makes the fits learn it.
+_LEARN = "learn"
+_LAPSE_FIELDS = ("lapse_rate", "lapse_prior")
 
 
 @dataclass(frozen=True)
@@ -70,6 +81,18 @@ class Oddity:
             not by ``N``. None picks blocks of about ``2**16`` trial-sample
             evaluations (Monte Carlo) or ``2**20`` trial-node evaluations
             (quadrature, rematerialised in the backward pass).
+        lapse_rate: The observer's lapse rate ``lambda``: on a fraction
+            ``lambda`` of the trials they answer at random, so
+            ``P(correct) = lambda / 3 + (1 - lambda) P_model``
+            (:mod:`psyphy_pp.oddity.lapse`). A number in ``[0, 1)`` fixes it
+            (default 0: no lapse term); ``"learn"`` makes ``lambda`` a
+            parameter (the sample site :data:`psyphy_pp.model.SITE_LAPSE`) that
+            :func:`~psyphy_pp.fit_map` and :func:`~psyphy_pp.fit_nuts` learn with
+            ``W``. Thresholds and ellipses describe ``P_model`` and do not
+            include the lapse.
+        lapse_prior: ``(a, b)`` of the Beta prior of a learnt lapse rate;
+            default ``(2, 38)`` (mean 0.05, mode about 0.026). Only with
+            ``lapse_rate="learn"``.
 
     Examples:
         >>> Oddity()
@@ -80,6 +103,10 @@ class Oddity:
         Oddity(method='mc', num_samples=500, bandwidth=0.01, fixed_noise=False, noise_seed=0, generator='hash')
         >>> Oddity(method="mc", num_samples=100).settings
         MonteCarlo(num_samples=100, bandwidth=0.01, fixed_noise=False, noise_seed=0, generator='hash')
+        >>> Oddity(lapse_rate=0.02)
+        Oddity(method='auto', lapse_rate=0.02)
+        >>> Oddity(lapse_rate="learn", lapse_prior=(1, 19)).learns_lapse
+        True
     """
 
     method: str = "auto"
@@ -94,6 +121,8 @@ class Oddity:
     num_hermite: int = 6
     polar_nodes: tuple[int, int, int, int, int] = defaults.POLAR_NODES
     chunk_size: int | None = None
+    lapse_rate: float | str = 0.0
+    lapse_prior: tuple[float, float] = DEFAULT_LAPSE_PRIOR
 
     def __post_init__(self) -> None:
         check_choice("method", self.method, METHODS)
@@ -102,6 +131,57 @@ class Oddity:
         object.__setattr__(self, "polar_nodes", quadrature.polar_nodes)  # a tuple, e.g. from JSON
         if self.chunk_size is not None:
             check_positive("chunk_size", self.chunk_size, integer=True)
+        self._check_lapse()
+
+    def _check_lapse(self) -> None:
+        lam = self.lapse_rate
+        if lam != _LEARN:
+            if (isinstance(lam, bool) or not isinstance(lam, numbers.Real)
+                    or not 0.0 <= float(lam) < 1.0):
+                raise ValueError(
+                    f"lapse_rate must be a number in [0, 1) or {_LEARN!r}, got {lam!r}")
+            object.__setattr__(self, "lapse_rate", float(lam))
+        prior = self.lapse_prior
+        if (not isinstance(prior, (tuple, list)) or len(prior) != 2
+                or any(isinstance(v, bool) or not isinstance(v, numbers.Real)
+                       or not np.isfinite(v) or v <= 0 for v in prior)):
+            raise ValueError(
+                f"lapse_prior must be a pair (a, b) of positive numbers, the parameters of "
+                f"a Beta prior, got {prior!r}")
+        prior = (float(prior[0]), float(prior[1]))  # a tuple, e.g. from JSON
+        object.__setattr__(self, "lapse_prior", prior)
+        if prior != DEFAULT_LAPSE_PRIOR and self.lapse_rate != _LEARN:
+            raise ValueError(
+                f"lapse_prior only applies to lapse_rate={_LEARN!r}, got lapse_prior={prior!r} "
+                f"with lapse_rate={self.lapse_rate!r}; pass lapse_rate={_LEARN!r} to learn "
+                "the lapse rate, or drop lapse_prior")
+
+    @property
+    def learns_lapse(self) -> bool:
+        """True when the lapse rate is a parameter to learn (``lapse_rate="learn"``)."""
+        return self.lapse_rate == _LEARN
+
+    @property
+    def has_lapse(self) -> bool:
+        """True when P(correct) has a lapse term (a learnt or a non-zero fixed rate)."""
+        return self.lapse_rate != 0.0
+
+    def without_lapse(self) -> Oddity:
+        """These settings with no lapse term: the perceptual P(correct) alone.
+
+        Examples:
+            >>> Oddity(lapse_rate="learn").without_lapse()
+            Oddity(method='auto')
+        """
+        if not self.has_lapse and self.lapse_prior == DEFAULT_LAPSE_PRIOR:
+            return self
+        return dataclasses.replace(self, lapse_rate=0.0, lapse_prior=DEFAULT_LAPSE_PRIOR)
+
+    def with_lapse_of(self, other: Oddity) -> Oddity:
+        """These settings with the lapse settings of ``other``."""
+        if all(getattr(self, n) == getattr(other, n) for n in _LAPSE_FIELDS):
+            return self
+        return dataclasses.replace(self, **{n: getattr(other, n) for n in _LAPSE_FIELDS})
 
     def _record(self, method: str):  # -> Quadrature | MonteCarlo
         return _RECORDS[method](**{n: getattr(self, n) for n in _FIELDS[method]})
@@ -131,6 +211,8 @@ class Oddity:
                              else "num_radial")
             if self.chunk_size is not None:
                 names.append("chunk_size")
+            defaults_of = {f.name: f.default for f in dataclasses.fields(self)}
+            names += [n for n in _LAPSE_FIELDS if getattr(self, n) != defaults_of[n]]
         fields = "".join(f", {n}={getattr(self, n)!r}" for n in names)
         return f"Oddity(method={self.method!r}{fields})"
 
