@@ -100,7 +100,7 @@ def recovery(observers: int, seed: int, trials_per_ref: int, progress_bar: bool)
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--observers", type=int, default=10)
+    parser.add_argument("--observers", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="a smoke test (~1 minute)")
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results/hyperparameters.json"))
@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> None:
     within = {name: sum(r["steps_away"][name] <= 1 for r in rows) for name in RECOVERY_GRID}
     exact = {name: sum(r["steps_away"][name] == 0 for r in rows) for name in RECOVERY_GRID}
     both = sum(all(v <= 1 for v in r["steps_away"].values()) for r in rows)
-    print(f"\n| hyperparameter | chosen = truth | within one grid step | of |")
+    print("\n| hyperparameter | chosen = truth | within one grid step | of |")
     print("| --- | --- | --- | --- |")
     for name in RECOVERY_GRID:
         print(f"| {name} | {exact[name]} | {within[name]} | {len(rows)} |")

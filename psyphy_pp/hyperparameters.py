@@ -26,13 +26,14 @@ shares one compiled program (one per ``basis_degree``). Fitting the folds as a
 ``jax.vmap`` batch was measured 9x slower on 2 CPU cores (a batched line search
 runs every branch for every fold), so they run one after the other.
 
-Starts. The posterior has more than one mode, so where a fit starts matters. The
-model's own setting is fitted to all the trials first, from
-:func:`~psyphy_pp.fit_map`'s default start (same ``seed``); each setting's MAP
-on all the trials starts from there, and its fold fits start from that MAP. The
-folds thus refine one mode instead of each finding its own: from independent
-random starts, P-small's folds ended in modes 5e-4 nats per trial apart in their
-own objective, and the search took three times as many L-BFGS steps.
+Starts. The posterior has more than one mode, so where a fit starts matters.
+For each fold, the model's own setting is fitted first, from
+:func:`~psyphy_pp.fit_map`'s default start (same ``seed``), and every setting's
+fit of that fold starts from there: the settings refine one mode instead of each
+finding its own (from independent random starts, P-small's folds ended in modes
+5e-4 nats per trial apart in their own objective, and the search took three
+times as many L-BFGS steps). No fit ever starts from a point that saw its
+held-out trials.
 """
 
 from __future__ import annotations
@@ -243,9 +244,10 @@ def select_hyperparameters(
         :func:`~psyphy_pp.fit_map`.
 
     Raises:
-        ValueError: For a bad grid or fold count, or a likelihood that is not
+        ValueError: For a bad grid or fold count, a likelihood that is not
             deterministic (fresh-noise Monte Carlo cannot be compared across
-            settings; use ``Oddity(method="mc", fixed_noise=True)``).
+            settings; use ``Oddity(method="mc", fixed_noise=True)``), or a task
+            that learns the lapse rate (fix it; a fixed rate is kept).
 
     Examples:
         >>> import jax, psyphy_pp as pp
@@ -264,6 +266,11 @@ def select_hyperparameters(
         raise ValueError(
             f"select_hyperparameters needs a deterministic likelihood, got task {model.task!r}; "
             "use the quadrature (2D, 3D) or Oddity(method='mc', fixed_noise=True)")
+    if model.task.learns_lapse:
+        raise ValueError(
+            "select_hyperparameters fits W alone: fix the lapse rate (e.g. "
+            "Oddity(lapse_rate=0.05), or the value a fit_map with lapse_rate='learn' found), "
+            f"got task {model.task!r}")
     check_positive("num_steps", num_steps, integer=True)
     check_positive("tol", tol)
     settings = _grid_settings(model, grid)
@@ -271,28 +278,26 @@ def select_hyperparameters(
     dtype = jnp.result_type(float)
     trials = [np.asarray(a) for a in (data.refs, data.comparisons, data.responses)]
     sizes = np.bincount(fold, minlength=folds)
-    full = _padded(trials, np.ones(len(fold), bool), len(fold), dtype)
     train = [_padded(trials, fold != k, len(fold) - sizes.min(), dtype) for k in range(folds)]
     test = [_padded(trials, fold == k, sizes.max(), dtype) for k in range(folds)]
     start = time.perf_counter()
     scores = np.empty((len(settings), folds))
     converged = np.empty((len(settings), folds), dtype=bool)
     steps = np.empty((len(settings), folds), dtype=np.int64)
-    centre: dict[tuple, Any] = {}  # the model's own MAP on all trials, per weights shape
-    with progress(len(settings) * (folds + 1), "select_hyperparameters", progress_bar) as bar:
+    centres: dict[tuple, list] = {}  # per weights shape: the model's own MAP of each fold
+    with progress(len(settings) * folds, "select_hyperparameters", progress_bar) as bar:
         for i, s in enumerate(settings):
             m = dataclasses.replace(model, **s)
             solve, score = _programs(_structure(m))
-            if m.weights_shape not in centre:  # fit_map's default start, seed included
+            if m.weights_shape not in centres:  # from fit_map's default start, seed included
                 own = dataclasses.replace(model, basis_degree=m.basis_degree)
-                init_key = jax.random.split(jax.random.PRNGKey(seed))[0]
-                W0 = own.sample_prior(init_key)[SITE_W]
-                centre[m.weights_shape] = solve(W0, _std(own, dtype), *full, num_steps, tol)[0]
+                W0 = own.sample_prior(jax.random.split(jax.random.PRNGKey(seed))[0])[SITE_W]
+                centres[m.weights_shape] = [solve(W0, _std(own, dtype), *train[k], num_steps,
+                                                  tol)[0] for k in range(folds)]
             std = _std(m, dtype)
-            W_all = solve(centre[m.weights_shape], std, *full, num_steps, tol)[0]
-            bar.update(1)
             for k in range(folds):
-                W, steps[i, k], converged[i, k] = solve(W_all, std, *train[k], num_steps, tol)
+                W, steps[i, k], converged[i, k] = solve(
+                    centres[m.weights_shape][k], std, *train[k], num_steps, tol)
                 scores[i, k] = score(W, *test[k])
                 bar.update(1)
             bar.set_postfix_str(f"{s}: {scores[i].mean():.5f}")
