@@ -100,3 +100,22 @@ def test_a_learnt_lapse_rate_is_refused():
     lapsing = pp.WPPM(basis_degree=2, task=pp.Oddity(lapse_rate="learn"))
     with pytest.raises(ValueError, match="fix the lapse rate"):
         pp.select_hyperparameters(lapsing, data, progress_bar=False)
+
+
+@pytest.mark.study  # ~3 minutes: make test-studies
+def test_recovers_the_true_hyperparameters_within_one_grid_step():
+    """Issue 14's criterion on the first 3 observers of benchmarks/hyperparameters.py
+    (prior draws of variance_scale 4e-3, decay_rate 0.4, 1,000 trials, a 5 x 5 grid of
+    settings a factor 10 / about 2 apart): the chosen setting is within one grid step of
+    the truth in both. Over its 8 observers the benchmark measured this for 6 (docs:
+    fit_check.md); both misses chose decay_rate 0.1, two steps below, with
+    variance_scale 0.04, on the ridge where a larger variance_scale and a faster decay
+    give a similar prior, and the truth's score within 0.0024 nats per trial of theirs."""
+    from benchmarks.hyperparameters import RECOVERY_GRID, TRUTH, observer
+
+    for seed in range(3):
+        model, data = observer(2, 5, 40, seed=seed)
+        search = pp.select_hyperparameters(model, data, grid=RECOVERY_GRID, progress_bar=False)
+        for name, values in RECOVERY_GRID.items():
+            away = abs(values.index(search.best[name]) - values.index(TRUTH[name]))
+            assert away <= 1, (seed, search.best)
