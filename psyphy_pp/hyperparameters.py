@@ -337,8 +337,9 @@ def _programs(model: WPPM) -> tuple[Any, Any]:
 
     ``solve(W0, std, refs, comps, y, mask, num_steps, tol) -> (W, steps, converged)``
     is :func:`~psyphy_pp.fit_map`'s MAP on the masked trials: the per-trial mean
-    negative log posterior, L-BFGS, stopped when no whitened weight moved by more
-    than ``tol`` (relative) over the last 10 steps. ``score(W, refs, comps, y,
+    negative log posterior, L-BFGS on whitened weights, stopped by fit_map's rule
+    (no weight moved by more than ``tol`` relative to the largest weight or prior
+    standard deviation over the last 10 steps). ``score(W, refs, comps, y,
     mask)`` is the mean log-likelihood per unmasked trial.
     """
     optimizer = defaults.make_optimizer("lbfgs")
@@ -364,7 +365,9 @@ def _programs(model: WPPM) -> tuple[Any, Any]:
             Z, opt_state, t, history, _ = carry
             Z, opt_state, _ = optimizer_step(loss, Z, opt_state, optimizer)
             old = history[t % window]  # Z of step t + 1 - window
-            change = jnp.max(jnp.abs(Z - old)) / jnp.maximum(jnp.max(jnp.abs(Z)), 1.0)
+            # fit_map's rule, on W: relative to the largest weight or prior std
+            change = jnp.max(jnp.abs(Z - old) * std) / jnp.maximum(
+                jnp.max(jnp.abs(Z) * std), jnp.max(std))
             done = (t + 1 >= window) & (change <= tol)
             return Z, opt_state, t + 1, history.at[t % window].set(Z), done
 

@@ -36,26 +36,41 @@ def test_default_grid_is_three_by_three_around_the_model():
 
 
 def test_each_fold_score_is_the_held_out_likelihood_of_fit_maps_map():
-    """Each fold's score against fit_map on the same training trials, started where the
-    search starts its fold fits (the model's own MAP of the fold, from fit_map's default
-    start): the held-out log-likelihood per trial agrees within 2e-4 nats.
-    Both stop at tol 1e-5, one on whitened and one on raw weights, and the MAP is a
-    rotation orbit, so a gauge-invariant number is compared, not W."""
-    model, _, data = make_problem()
-    search = pp.select_hyperparameters(model, data, grid={"decay_rate": [0.3]}, folds=3,
+    """Each fold's score against fit_map on the same training trials from the same start
+    (fit_map's default start for the seed, where the search starts the model's own
+    setting): the held-out log-likelihood per trial agrees within 2e-4 nats. Both stop
+    at tol 1e-5, one after L-BFGS on whitened and one on raw weights, and the MAP is a
+    rotation orbit, so a gauge-invariant number is compared, not W. 120 trials per
+    reference: with 40 (180 training trials per fold) the two optimisers' paths from
+    the same start ended in different modes, 0.009 nats per trial apart."""
+    model, _, data = make_problem(trials_per_ref=120)
+    search = pp.select_hyperparameters(model, data, grid={"decay_rate": [model.decay_rate]},
+                                       folds=2, seed=1, progress_bar=False)
+    assert search.best_model == model and search.converged.all()
+    for k in range(2):
+        train, test = _subset(data, search.folds != k), _subset(data, search.folds == k)
+        fit = pp.fit_map(model, train, seed=1, progress_bar=False)
+        held = np.mean(np.asarray(model.log_likelihood(fit.params, test.refs,
+                                                       test.comparisons, test.responses)))
+        assert abs(search.scores[0, k] - held) <= 2e-4, (k, search.scores[0, k], held)
+    assert search.mean[0] == pytest.approx(np.mean(search.scores[0]))
+    assert search.stderr[0] == pytest.approx(np.std(search.scores[0], ddof=1) / np.sqrt(2))
+
+
+def test_a_setting_starts_from_the_fold_fit_of_the_models_own():
+    """Another setting's fold fit equals fit_map of that setting started at the model's
+    own fold MAP (the warm start), within the same 2e-4 nats."""
+    model, _, data = make_problem(trials_per_ref=120)
+    search = pp.select_hyperparameters(model, data, grid={"decay_rate": [0.3]}, folds=2,
                                        seed=1, progress_bar=False)
     m = search.best_model
     assert m.decay_rate == 0.3 and m.variance_scale == model.variance_scale
-    assert search.converged.all()
-    for k in range(3):
-        train, test = _subset(data, search.folds != k), _subset(data, search.folds == k)
-        own = pp.fit_map(model, train, seed=1, progress_bar=False)
-        fit = pp.fit_map(m, train, init_params=own.params, progress_bar=False)
-        held = np.mean(np.asarray(m.log_likelihood(fit.params, test.refs, test.comparisons,
-                                                   test.responses)))
-        assert abs(search.scores[0, k] - held) <= 2e-4, (k, search.scores[0, k], held)
-    assert search.mean[0] == pytest.approx(np.mean(search.scores[0]))
-    assert search.stderr[0] == pytest.approx(np.std(search.scores[0], ddof=1) / np.sqrt(3))
+    train, test = _subset(data, search.folds != 0), _subset(data, search.folds == 0)
+    own = pp.fit_map(model, train, seed=1, progress_bar=False)
+    fit = pp.fit_map(m, train, init_params=own.params, progress_bar=False)
+    held = np.mean(np.asarray(m.log_likelihood(fit.params, test.refs, test.comparisons,
+                                               test.responses)))
+    assert abs(search.scores[0, 0] - held) <= 2e-4, (search.scores[0, 0], held)
 
 
 def test_table_summary_and_best():
