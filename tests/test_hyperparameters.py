@@ -35,6 +35,7 @@ def test_default_grid_is_three_by_three_around_the_model():
     assert grid == {"variance_scale": (1e-4, 1e-3, 1e-2), "decay_rate": (0.15, 0.3, 0.45)}
 
 
+@pytest.mark.study  # 50 s in CI (make test ran 15.4 min); the next test stays in it
 def test_each_fold_score_is_the_held_out_likelihood_of_fit_maps_map():
     """Each fold's score against fit_map on the same training trials from the same start
     (fit_map's default start for the seed, where the search starts the model's own

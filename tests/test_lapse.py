@@ -166,6 +166,7 @@ def test_bad_lapse_arguments_raise_before_compiling():
         pp.SavedFit(learn, prob.truth)
 
 
+@pytest.mark.study  # 45 s in CI (make test ran 15.4 min): make test-studies
 def test_fixed_lapse_works_in_every_fit():
     prob = make_problem()
     fixed = dataclasses.replace(prob.model, task=pp.Oddity(lapse_rate=0.05))
