@@ -61,6 +61,7 @@ import numpy as np
 
 from psyphy_pp import defaults
 from psyphy_pp._jit import jit
+from psyphy_pp._padding import padded_index
 from psyphy_pp._progress import progress
 from psyphy_pp._validation import check_positive
 from psyphy_pp.data import TrialData
@@ -312,12 +313,13 @@ def select_hyperparameters(
 
 
 def _padded(trials: list[np.ndarray], keep: np.ndarray, size: int, dtype: Any) -> tuple:
-    """``(refs, comps, y, mask)`` of the kept trials, padded to ``size`` with copies
-    of one kept trial that ``mask`` leaves out, so that every fold's arrays have
-    one shape and share one compiled program."""
-    index = np.flatnonzero(keep)
-    mask = np.arange(size) < len(index)
-    index = np.concatenate([index, np.full(size - len(index), index[0])])
+    """``(refs, comps, y, mask)`` of the kept trials, padded to ``size`` (at least
+    their number) the project's one way (:func:`psyphy_pp._padding.padded_index`),
+    with ``mask`` leaving the padding out, so that every fold's arrays have one
+    shape and share one compiled program."""
+    kept = np.flatnonzero(keep)
+    index = kept[padded_index(len(kept), size)]
+    mask = np.arange(size) < len(kept)
     return (*(jnp.asarray(a[index], dtype) for a in trials), jnp.asarray(mask))
 
 
