@@ -16,6 +16,15 @@ row, with a header row naming the columns:
 * any other column (e.g. ``subject``, ``session``): kept verbatim, as text, in
   :attr:`TrialData.metadata`, and written back by :meth:`TrialData.to_csv`.
 
+Several observers. A column ``subject`` (or, without one, ``observer``) also
+sets the observer index: :attr:`TrialData.observer` numbers each trial's
+observer ``0 .. S-1`` in the order of first appearance and
+:attr:`TrialData.observer_names` keeps the names, which a
+:class:`~psyphy_pp.HierarchicalWPPM` needs. The column stays in
+:attr:`TrialData.metadata` as well, so files with one observer read exactly as
+before. Data built in Python get the index with ``observer=`` and
+``observer_names=`` (written back as a ``subject`` column).
+
 ``D`` is read from the header. Lines that start with ``#`` before the header are
 comments; one of the form ``# psyphy_pp normalization: {"low": [...], "high":
 [...]}`` (JSON) says that the stimulus columns are in the user's units inside that
@@ -35,8 +44,9 @@ reads and the ones it refuses.
 
 from __future__ import annotations
 
-__all__ = ["TrialData", "Normalization", "STANDARD_COLUMNS"]
+__all__ = ["TrialData", "Normalization", "STANDARD_COLUMNS", "OBSERVER_COLUMNS"]
 
+import dataclasses
 import json
 import os
 from collections.abc import Mapping
@@ -60,6 +70,38 @@ from psyphy_pp.normalization import Normalization
 
 #: Column-name prefixes/names with a fixed meaning in CSV files and DataFrames.
 STANDARD_COLUMNS = ("ref_", "comp_", "response")
+#: Columns that name each trial's observer, in order of preference.
+OBSERVER_COLUMNS = ("subject", "observer")
+
+
+def _check_observers(observer: Any, names: Any, n: int) -> tuple[np.ndarray | None, tuple | None]:
+    """The validated ``(observer, observer_names)`` of ``n`` trials (both None, or both set)."""
+    if observer is None:
+        if names is not None:
+            raise ValueError(f"observer_names was given ({list(names)[:4]}...) without observer; "
+                             "pass observer (each trial's observer index) too")
+        return None, None
+    idx = np.asarray(observer)
+    if idx.shape != (n,):
+        raise ValueError(f"observer must have shape ({n},) to match refs, got {idx.shape}")
+    if idx.dtype.kind not in "iu" and not (idx.dtype.kind == "f" and np.all(idx == np.round(idx))):
+        raise ValueError(f"observer must hold integer indices 0 .. S-1, got dtype {idx.dtype}")
+    idx = idx.astype(np.int32)
+    if names is None:
+        names = tuple(str(i) for i in range(int(idx.max()) + 1 if idx.size else 0))
+    if isinstance(names, str) or not all(isinstance(v, (str, np.str_)) for v in names):
+        raise ValueError(f"observer_names must be a sequence of strings, got {names!r}")
+    names = tuple(str(v) for v in names)
+    if len(set(names)) != len(names):
+        raise ValueError(f"observer_names must be distinct, got {list(names)}")
+    if not names:
+        raise ValueError("observer_names must name at least one observer, got none")
+    bad = np.flatnonzero((idx < 0) | (idx >= len(names)))
+    if bad.size:
+        i = int(bad[0])
+        raise ValueError(f"observer must lie in 0 .. {len(names) - 1} (one index per name in "
+                         f"observer_names, {len(names)} names), got {int(idx[i])} at trial {i}")
+    return idx, names
 
 
 def _check_metadata(metadata: Mapping[str, Any] | None, n: int) -> dict[str, np.ndarray]:
@@ -103,6 +145,10 @@ class TrialData:
         synthetic: None for real data; for simulated trials a one-line description
             of where they come from (e.g. ``"simulated by psyphy_pp.simulate"``),
             stripped of surrounding spaces and kept in files.
+        observer: Each trial's observer index ``0 .. S-1``, shape ``(N,)``, or
+            None (one observer; the default).
+        observer_names: The ``S`` observers' names (default ``"0" .. "S-1"``);
+            only with ``observer``.
 
     Raises:
         ValueError: If a shape, value, normalization, metadata column or the
@@ -120,6 +166,8 @@ class TrialData:
     normalization: Normalization | None = None
     metadata: dict = field(default_factory=dict)
     synthetic: str | None = None
+    observer: np.ndarray | None = None
+    observer_names: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         refs = check_stimuli("refs", self.refs)
@@ -154,6 +202,9 @@ class TrialData:
         object.__setattr__(self, "responses", y.astype(np.int32))
         object.__setattr__(self, "metadata", _check_metadata(self.metadata, refs.shape[0]))
         object.__setattr__(self, "synthetic", check_synthetic(self.synthetic))
+        idx, names = _check_observers(self.observer, self.observer_names, refs.shape[0])
+        object.__setattr__(self, "observer", idx)
+        object.__setattr__(self, "observer_names", names)
 
     def __repr__(self) -> str:
         correct = int(self.responses.sum())
@@ -165,6 +216,8 @@ class TrialData:
             f"metadata={list(self.metadata)}",
             f"synthetic={self.synthetic!r}",
         ]
+        if self.observer_names is not None:
+            parts.append(f"observers={list(self.observer_names)}")
         return f"TrialData({', '.join(parts)})"
 
     @property
@@ -188,6 +241,72 @@ class TrialData:
         if self.normalization is None:
             return self.comparisons
         return self.normalization.to_user(self.comparisons)
+
+    @property
+    def num_observers(self) -> int:
+        """Number of observers ``S`` (1 without an observer index)."""
+        return 1 if self.observer_names is None else len(self.observer_names)
+
+    def observer_trials(self, observer: int | str) -> TrialData:
+        """The trials of one observer (by index or name), without the observer index.
+
+        Raises:
+            ValueError: If the data have no observer index, or no such observer.
+        """
+        if self.observer is None or self.observer_names is None:
+            raise ValueError("these data have no observer index (observer=None); give "
+                             "observer= and observer_names=, or a 'subject' column in the file")
+        s = self.observer_position(observer)
+        keep = self.observer == s
+        return TrialData(self.refs[keep], self.comparisons[keep], self.responses[keep],
+                         normalization=self.normalization,
+                         metadata={k: v[keep] for k, v in self.metadata.items()},
+                         synthetic=self.synthetic)
+
+    def observer_position(self, observer: int | str) -> int:
+        """The index ``0 .. S-1`` of an observer given by index or name.
+
+        Raises:
+            ValueError: If there is no such observer.
+        """
+        names = self.observer_names or ("0",)
+        if isinstance(observer, (int, np.integer)) and not isinstance(observer, bool):
+            if 0 <= int(observer) < len(names):
+                return int(observer)
+        elif isinstance(observer, str) and observer in names:
+            return names.index(observer)
+        raise ValueError(f"observer must be an index 0 .. {len(names) - 1} or one of the names "
+                         f"{list(names)}, got {observer!r}")
+
+    def with_observers_from(self, column: str | None = None) -> TrialData:
+        """These trials with the observer index read from a metadata column.
+
+        Args:
+            column: The column; None takes the first of :data:`OBSERVER_COLUMNS`
+                that the data have (and returns the data unchanged if none).
+
+        Returns:
+            A copy with :attr:`observer` (names numbered in order of first
+            appearance) and :attr:`observer_names`; the column stays in
+            :attr:`metadata`.
+
+        Raises:
+            ValueError: If ``column`` is given but not in :attr:`metadata`.
+        """
+        if column is None:
+            column = next((c for c in OBSERVER_COLUMNS if c in self.metadata), None)
+            if column is None:
+                return self
+        elif column not in self.metadata:
+            raise ValueError(f"column must be one of the data's extra columns "
+                             f"{list(self.metadata)}, got {column!r}")
+        values = np.asarray(self.metadata[column]).astype(str)
+        names, first, idx = np.unique(values, return_index=True, return_inverse=True)
+        order = np.argsort(first)  # number the observers in order of first appearance
+        rank = np.empty_like(order)
+        rank[order] = np.arange(order.size)
+        return dataclasses.replace(self, observer=rank[idx.ravel()],
+                                   observer_names=tuple(str(v) for v in names[order]))
 
     def check_model(self, input_dim: int) -> None:
         """Raise ``ValueError`` if the data's ``D`` differs from the model's."""
@@ -267,6 +386,8 @@ class TrialData:
         cols.update({f"comp_{j}": comps[:, j] for j in range(d)})
         cols["response"] = self.responses
         cols.update(self.metadata)
+        if self.observer_names is not None and not any(c in cols for c in OBSERVER_COLUMNS):
+            cols[OBSERVER_COLUMNS[0]] = np.asarray(self.observer_names)[self.observer]
         return cols
 
     def to_csv(self, path: str | os.PathLike, *, overwrite: bool = False) -> None:
@@ -326,7 +447,7 @@ class TrialData:
                 outside the normalization box), a malformed ``# psyphy_pp`` line.
             FileNotFoundError: If ``path`` does not exist.
         """
-        return read_csv(cls, path, normalization, input_dim)
+        return read_csv(cls, path, normalization, input_dim).with_observers_from()
 
     def to_dataframe(self) -> Any:
         """The trials as a ``pandas.DataFrame`` in the user's units (CSV layout).
@@ -364,7 +485,7 @@ class TrialData:
             ValueError: As :meth:`from_csv`.
             ImportError: If pandas is not installed.
         """
-        return read_dataframe(cls, df, normalization, input_dim)
+        return read_dataframe(cls, df, normalization, input_dim).with_observers_from()
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the trials (and normalization, metadata, synthetic) to an ``.npz`` file."""
@@ -377,6 +498,9 @@ class TrialData:
             arrays["synthetic"] = np.asarray(self.synthetic)
         for key, values in self.metadata.items():
             arrays[f"meta:{key}"] = values
+        if self.observer is not None:
+            arrays["observer"] = self.observer
+            arrays["observer_names"] = np.asarray(self.observer_names)
         np.savez(path, **arrays)
 
     @classmethod
@@ -391,5 +515,9 @@ class TrialData:
                 norm = Normalization.from_dict(json.loads(str(f["normalization"])))
             meta = {k[len("meta:"):]: f[k] for k in f.files if k.startswith("meta:")}
             synthetic = str(f["synthetic"]) if "synthetic" in f.files else None
+            observer = f["observer"] if "observer" in f.files else None
+            names = (tuple(str(v) for v in f["observer_names"])
+                     if "observer_names" in f.files else None)
             return cls(f["refs"], f["comparisons"], f["responses"],
-                       normalization=norm, metadata=meta, synthetic=synthetic)
+                       normalization=norm, metadata=meta, synthetic=synthetic,
+                       observer=observer, observer_names=names)
