@@ -404,7 +404,7 @@ def finish_fit(
 
 
 def fit_map(
-    model: WPPM,
+    model: WPPM | Any,
     data: TrialData,
     *,
     num_steps: int = DEFAULT_NUM_STEPS,
@@ -429,8 +429,14 @@ def fit_map(
     included. The fit stops once converged (see the module docstring) and
     says so in ``result.converged``.
 
+    A :class:`~psyphy_pp.HierarchicalWPPM` (several observers) is fitted by
+    :mod:`psyphy_pp.hierarchical` and gives a
+    :class:`~psyphy_pp.HierarchicalFit`; ``learning_rate``, ``momentum``,
+    ``clip_norm``, ``devices`` and ``resume`` are refused for it.
+
     Args:
-        model: The :class:`~psyphy_pp.WPPM` to fit.
+        model: The :class:`~psyphy_pp.WPPM` (or
+            :class:`~psyphy_pp.HierarchicalWPPM`) to fit.
         data: The trials.
         num_steps: The most optimiser steps to take.
         optimizer: ``"auto"``, ``"lbfgs"``, ``"adam"``, ``"sgd"`` (with momentum)
@@ -484,6 +490,14 @@ def fit_map(
         >>> fit.converged, fit.settings["optimizer"]
         (True, 'lbfgs()')
     """
+    if is_hierarchical(model):  # several observers: psyphy_pp.hierarchical
+        from psyphy_pp.hierarchical import fit_map_hierarchical
+
+        return fit_map_hierarchical(  # type: ignore[return-value]
+            model, data, method="svi", num_steps=num_steps, optimizer=optimizer, tol=tol,
+            seed=seed, init_params=init_params, progress_bar=progress_bar,
+            learning_rate=learning_rate, momentum=momentum, clip_norm=clip_norm,
+            devices=devices, resume=resume)
     checkpoint, init_params = resume_from(resume, init_params)
     optimizer, init_params, noise_key, settings, sharding = prepare_fit(
         model, data, num_steps=num_steps, learning_rate=learning_rate, momentum=momentum,
@@ -519,6 +533,13 @@ def fit_map(
 
     return finish_fit("svi", model, data, init_params, settings, run, get_params,
                       arrays.num_trials)
+
+
+def is_hierarchical(model: object) -> bool:
+    """Whether ``model`` is a :class:`~psyphy_pp.HierarchicalWPPM` (imported lazily)."""
+    from psyphy_pp.hierarchical import HierarchicalWPPM
+
+    return isinstance(model, HierarchicalWPPM)
 
 
 def _auto_loc(site: str) -> str:

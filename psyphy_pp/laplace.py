@@ -79,7 +79,7 @@ from psyphy_pp._progress import progress
 from psyphy_pp._typing import Params
 from psyphy_pp._validation import check_nonnegative, check_positive
 from psyphy_pp.data import TrialData
-from psyphy_pp.inference import MapResult, check_model_and_data, fit_map
+from psyphy_pp.inference import MapResult, check_model_and_data, fit_map, is_hierarchical
 from psyphy_pp.model import SITE_W, WPPM
 from psyphy_pp.nuts import with_deterministic_task
 from psyphy_pp.oddity import Oddity
@@ -383,6 +383,15 @@ def fit_laplace(
         >>> post.settings["gauge_dim"]
         3
     """
+    if is_hierarchical(model):  # several observers: psyphy_pp.hierarchical
+        from psyphy_pp.hierarchical import fit_laplace_hierarchical
+
+        if task is not None:
+            raise ValueError(f"fit_laplace with a HierarchicalWPPM takes its base model's task, "
+                             f"got task={task!r}")
+        return fit_laplace_hierarchical(  # type: ignore[return-value]
+            model, data, num_draws=num_draws, seed=seed, map_fit=map_fit,  # type: ignore[arg-type]
+            progress_bar=progress_bar)
     check_model_and_data(model, data)
     if model.task.learns_lapse:
         raise ValueError(

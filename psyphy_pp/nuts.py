@@ -64,7 +64,7 @@ from psyphy_pp._typing import Params
 from psyphy_pp._validation import check_choice, check_nonnegative, check_positive
 from psyphy_pp._warnings import PsyphyWarning
 from psyphy_pp.data import TrialData
-from psyphy_pp.inference import check_model_and_data, place_data
+from psyphy_pp.inference import check_model_and_data, is_hierarchical, place_data
 from psyphy_pp.model import SITE_LAPSE, SITE_W, WPPM
 from psyphy_pp.oddity import Oddity
 from psyphy_pp.results import PosteriorDraws, lapse_summary
@@ -321,6 +321,14 @@ def fit_nuts(
     from numpyro.infer import MCMC, NUTS
     from numpyro.infer.initialization import init_to_sample, init_to_value
 
+    if is_hierarchical(model):  # several observers: psyphy_pp.hierarchical
+        from psyphy_pp.hierarchical import fit_nuts_hierarchical
+
+        return fit_nuts_hierarchical(  # type: ignore[return-value]
+            model, data, num_warmup=num_warmup, num_samples=num_samples,
+            num_chains=num_chains, seed=seed, init_params=init_params,
+            target_accept_prob=target_accept_prob, progress_bar=progress_bar,
+            chain_method=chain_method, task=task, devices=devices)
     check_model_and_data(model, data)
     check_positive("num_warmup", num_warmup, integer=True)
     check_positive("num_samples", num_samples, integer=True)

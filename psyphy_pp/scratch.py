@@ -12,6 +12,7 @@ __all__ = ["fit_map_scratch", "make_loss", "make_step"]
 
 import functools
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -26,6 +27,7 @@ from psyphy_pp.inference import (
     DEFAULT_NUM_STEPS,
     MapResult,
     finish_fit,
+    is_hierarchical,
     place_data,
     prepare_fit,
     resume_from,
@@ -105,7 +107,7 @@ def _compiled_step(optimizer: optax.GradientTransformation) -> Callable:
 
 
 def fit_map_scratch(
-    model: WPPM,
+    model: WPPM | Any,
     data: TrialData,
     *,
     num_steps: int = DEFAULT_NUM_STEPS,
@@ -145,6 +147,14 @@ def fit_map_scratch(
         >>> fit.converged, fit.num_steps < 1000
         (True, True)
     """
+    if is_hierarchical(model):  # several observers: psyphy_pp.hierarchical
+        from psyphy_pp.hierarchical import fit_map_hierarchical
+
+        return fit_map_hierarchical(  # type: ignore[return-value]
+            model, data, method="scratch", num_steps=num_steps, optimizer=optimizer, tol=tol,
+            seed=seed, init_params=init_params, progress_bar=progress_bar,
+            learning_rate=learning_rate, momentum=momentum, clip_norm=clip_norm,
+            devices=devices, resume=resume)
     if isinstance(model, WPPM) and model.task.learns_lapse:
         raise ValueError(
             f"fit_map_scratch cannot learn the lapse rate (task {model.task!r}): it steps the "
