@@ -180,7 +180,10 @@ def to_arviz(result: Any) -> Any:
         result: A :class:`~psyphy_pp.MapResult` (``method`` ``"svi"`` or
             ``"scratch"``; stored as 1 chain x 1 draw), a
             :class:`~psyphy_pp.NutsResult`, a :class:`~psyphy_pp.LaplaceResult`
-            (1 chain of independent draws), or an InferenceData (returned as is).
+            (1 chain of independent draws), a :class:`~psyphy_pp.HierarchicalFit`
+            (see :func:`~psyphy_pp.hierarchical.hierarchical_to_arviz`: dims
+            ``"observer"`` with the observer names), or an InferenceData
+            (returned as is).
 
     Returns:
         ``arviz.InferenceData`` with groups ``posterior``, ``sample_stats``,
@@ -203,6 +206,10 @@ def to_arviz(result: Any) -> Any:
     az = import_arviz()
     if isinstance(result, az.InferenceData):
         return result
+    from psyphy_pp.hierarchical import HierarchicalFit, hierarchical_to_arviz
+
+    if isinstance(result, HierarchicalFit):  # several observers: dim "observer"
+        return hierarchical_to_arviz(result)
     if isinstance(result, NutsResult):
         W = result.weight_draws()
         s = result.sample_stats

@@ -58,6 +58,13 @@ __all__ = [
     "SITE_TAU",
     "POPULATION",
     "DEFAULT_TAU_SCALE",
+    "TAU_SEARCH",
+    "TAU_SEARCH_TOL",
+    "fit_map_hierarchical",
+    "fit_laplace_hierarchical",
+    "fit_nuts_hierarchical",
+    "hierarchical_to_arviz",
+    "plot_observers",
 ]
 
 import functools
@@ -461,14 +468,32 @@ def _point(model: HierarchicalWPPM, data: TrialData, method: str, params: Params
 
 # -- MAP ----------------------------------------------------------------------------
 def _loss(model: HierarchicalWPPM, refs, comps, y, obs, tau, u: Params) -> Array:
-    """Per-trial mean negative log posterior of ``(W_shared, Delta)`` at a given ``tau``."""
-    params = {SITE_W_SHARED: u[SITE_W_SHARED], SITE_DELTA: u[SITE_DELTA], SITE_TAU: tau}
-    scale = 1.0 / y.shape[0]
+    """Per-trial mean negative log density of ``(W_shared, Z, y)`` at a given ``tau``.
+
+    The fits step ``(W_shared, Z)`` with ``Delta = tau * sqrt(V) * Z``: at a
+    fixed ``tau`` this is a linear change of variables (its Jacobian is a
+    constant), so the mode is the centred one, and the deviations, whose prior
+    scale ``tau * sqrt(V)`` can be far smaller than the shared weights', are as
+    well conditioned as ``W_shared``.
+    """
     std = jnp.asarray(model.prior_std(), tau.dtype)
+    params = {SITE_W_SHARED: u[SITE_W_SHARED], SITE_DELTA: tau * std * u[SITE_Z]}
+    scale = 1.0 / y.shape[0]
     log_prior = (model.base.prior().log_prob(u[SITE_W_SHARED])
-                 + jnp.sum(dist.Normal(0.0, tau * std).log_prob(u[SITE_DELTA])))
+                 + jnp.sum(dist.Normal(0.0, 1.0).log_prob(u[SITE_Z])))
     log_lik = model.log_likelihood(params, refs, comps, y, obs)
     return -(scale * log_prior + jnp.sum(scale * log_lik))
+
+
+def _whiten(model: HierarchicalWPPM, params: Params, tau: Array) -> Params:
+    std = jnp.asarray(model.prior_std(), tau.dtype)
+    return {SITE_W_SHARED: jnp.asarray(params[SITE_W_SHARED]),
+            SITE_Z: jnp.asarray(params[SITE_DELTA]) / (tau * std)}
+
+
+def _colour(model: HierarchicalWPPM, u: Params, tau: Array) -> Params:
+    std = jnp.asarray(model.prior_std(), tau.dtype)
+    return {SITE_W_SHARED: u[SITE_W_SHARED], SITE_DELTA: tau * std * u[SITE_Z]}
 
 
 def _initial(model: HierarchicalWPPM, data: TrialData, seed: int,
@@ -522,15 +547,18 @@ class _Problem:
         self.seconds = {"fits": 0.0, "hessians": 0.0}
         self._update: Any = None
 
-    def fit(self, start: Params, tau: float) -> tuple[Params, np.ndarray, dict]:
-        """MAP of ``(W_shared, Delta)`` with ``tau`` held at a value, from ``start``."""
+    def fit(self, start: Params, tau: float, tol: float | None = None) -> tuple[Params, np.ndarray, dict]:
+        """MAP of ``(W_shared, Delta)`` with ``tau`` held at a value, from ``start``.
+
+        ``tol`` replaces the stopping rule's tolerance (the ``tau`` search's
+        coarser one); None keeps the fit's.
+        """
         from psyphy_pp.loop import run_loop
         from psyphy_pp.optim import init_state
 
         t0 = time.perf_counter()
         tau_arr = jnp.asarray(tau, self.refs.dtype)
-        u0 = {SITE_W_SHARED: jnp.asarray(start[SITE_W_SHARED]),
-              SITE_DELTA: jnp.asarray(start[SITE_DELTA])}
+        u0 = _whiten(self.model, start, tau_arr)
         if self.method == "svi":
             state, step, get = self._svi(u0, tau_arr)
         else:
@@ -546,18 +574,26 @@ class _Problem:
                 u, opt_state, value = step_fn(u, opt_state, key)
                 return (u, opt_state), value
 
-            state, get = (u0, init_state(self.optimizer, u0)), (lambda s: s[0])
+            state = (u0, init_state(self.optimizer, u0))
+
+            def get(state):  # the stopping rule judges W_shared and Delta themselves
+                return _colour(self.model, state[0], tau_arr)
+        settings = self.settings
+        if tol is not None and settings["convergence"] is not None:
+            rule = settings["convergence"]
+            settings = dict(settings, convergence=type(rule)(tol, rule.window, rule.scale))
         state, _, losses, info = run_loop(
             step, state, get, self.num_steps, desc=f"fit_map (hierarchical, {self.method})",
-            progress_bar=self.progress_bar, settings=self.settings, method=self.method)
+            progress_bar=self.progress_bar, settings=settings, method=self.method)
         self.steps_run += len(losses)
         self.seconds["fits"] += time.perf_counter() - t0
         return get(state), losses, info
 
     def _svi(self, u0: Params, tau: Array) -> tuple[Any, Any, Any]:
-        """SVI with ``AutoDelta`` on the centred model at ``tau`` (an argument: compiled once)."""
+        """SVI with ``AutoDelta`` on the non-centred model at ``tau`` (an argument: compiled
+        once): the same whitened deviations as the scratch loop."""
         if self._update is None:
-            svi, guide, update = _svi_program(self.model, self.optimizer,
+            svi, guide, update = _svi_program(_canonical(self.model), self.optimizer,
                                               self.data.num_observers, self.data.num_trials)
             state = svi.init(jax.random.PRNGKey(0), self.refs, self.comps, self.obs, self.y,
                              tau, init_params={f"{k}_auto_loc": v for k, v in u0.items()})
@@ -572,7 +608,7 @@ class _Problem:
 
         def get(state):
             median = guide.median(svi.get_params(state))
-            return {SITE_W_SHARED: median[SITE_W_SHARED], SITE_DELTA: median[SITE_DELTA]}
+            return _colour(self.model, median, tau)
 
         return state, step, get
 
@@ -590,7 +626,7 @@ class _Problem:
         t0 = time.perf_counter()
         model = self.model
         Ws = model.observer_weights(u)
-        nll, L = _likelihood_hessians(model, self.refs, self.comps, self.y, self.obs, Ws)
+        nll, L = _likelihood_hessians(_canonical(model), self.refs, self.comps, self.y, self.obs, Ws)
         L = np.asarray(L, np.float64)
         S, P = L.shape[0], L.shape[1]
         v = np.asarray(model.prior_std(), np.float64).reshape(-1) ** 2
@@ -622,7 +658,7 @@ class _Problem:
 @functools.lru_cache(maxsize=8)
 def _svi_program(model: HierarchicalWPPM, optimizer: Any, num_observers: int,
                  num_trials: int) -> tuple[Any, Any, Any]:
-    """``(svi, guide, jitted update)`` of the centred model with ``tau`` as an argument.
+    """``(svi, guide, jitted update)`` of the non-centred model with ``tau`` as an argument.
 
     Built once per model, optimiser and data size, as ``fit_map``'s own program
     is: later fits (the steps of the ``tau`` search, refits) compile nothing.
@@ -635,10 +671,10 @@ def _svi_program(model: HierarchicalWPPM, optimizer: Any, num_observers: int,
     from psyphy_pp._jit import jit
     from psyphy_pp.optim import OptaxWithValueFn
 
-    centred = HierarchicalWPPM(model.base, model.tau, model.tau_scale, "centred")
+    whitened = HierarchicalWPPM(model.base, model.tau, model.tau_scale, "noncentred")
 
     def model_fn(refs, comps, obs, y, tau):
-        centred.numpyro_model(refs, comps, obs, y, num_observers=num_observers, tau=tau)
+        whitened.numpyro_model(refs, comps, obs, y, num_observers=num_observers, tau=tau)
 
     objective = scale(model_fn, scale=1.0 / num_trials)
     guide = AutoDelta(objective, init_loc_fn=init_to_median(num_samples=1))
@@ -698,7 +734,10 @@ def _golden_max(f: Any, lo: float, hi: float, tol: float) -> float:
 
 #: The range of ``tau`` the MAP fit searches (relative to the prior), and its precision
 #: in ``log tau``.
-TAU_SEARCH = (1e-3, 10.0, 0.1)
+TAU_SEARCH = (1e-2, 3.0, 0.1)
+#: The stopping tolerance of the fits inside the ``tau`` search (the last fit, at the
+#: chosen ``tau``, uses the fit's own ``tol``).
+TAU_SEARCH_TOL = 1e-3
 
 
 def fit_map_hierarchical(
@@ -769,7 +808,7 @@ def fit_map_hierarchical(
 
         def evidence(log_tau: float) -> float:
             tau = math.exp(log_tau)
-            u, losses, info = problem.fit(last[0], tau)
+            u, losses, info = problem.fit(last[0], tau, tol=TAU_SEARCH_TOL)
             last[0] = u
             value = problem.log_evidence(u, tau)
             tried[tau] = (value, u, losses, info)
@@ -779,8 +818,8 @@ def fit_map_hierarchical(
         lo, hi, xtol = TAU_SEARCH
         best = _golden_max(evidence, math.log(lo), math.log(hi), xtol)
         tau = min(tried, key=lambda t: abs(math.log(t) - best))
-        _, u, losses, info = tried[tau]
         settings["tau_search"] = [(t, tried[t][0]) for t in sorted(tried)]
+        u, losses, info = problem.fit(tried[tau][1], tau)  # to the fit's own tolerance
     kept = {k: v for k, v in settings.items() if k != "convergence"}
     kept.update(wall_time=time.perf_counter() - t0, num_steps_run=problem.steps_run,
                 fit_seconds=problem.seconds["fits"],
@@ -803,9 +842,16 @@ _LOSSES: dict = {}
 
 def _loss_fn(model: HierarchicalWPPM) -> Any:
     """``loss(refs, comps, y, obs, tau, u)``, one function object per model (jit cache hits)."""
-    if model not in _LOSSES:
-        _LOSSES[model] = functools.partial(_loss, model)
-    return _LOSSES[model]
+    canonical = _canonical(model)
+    if canonical not in _LOSSES:
+        _LOSSES[canonical] = functools.partial(_loss, canonical)
+    return _LOSSES[canonical]
+
+
+def _canonical(model: HierarchicalWPPM) -> HierarchicalWPPM:
+    """The model as the MAP programs see it: ``tau`` enters them as an argument, so every
+    ``tau``, ``tau_scale`` and parameterisation shares one compiled program."""
+    return HierarchicalWPPM(model.base)
 
 
 # -- Laplace ------------------------------------------------------------------------
@@ -842,11 +888,10 @@ def fit_laplace_hierarchical(
                          f"has {data.num_trials}; pass the MAP fit of this data")
     t0 = time.perf_counter()
     point = map_fit.params
-    u_map = {SITE_W_SHARED: jnp.asarray(point[SITE_W_SHARED]),
-             SITE_DELTA: jnp.asarray(point[SITE_DELTA])}
-    flat0, unravel = ravel_pytree(u_map)
-    dtype = flat0.dtype
+    dtype = jnp.result_type(float)
     tau = jnp.asarray(float(point[SITE_TAU]), dtype)
+    u_map = _whiten(model, point, tau)  # (W_shared, Z): Delta = tau sqrt(V) Z is linear
+    flat0, unravel = ravel_pytree(u_map)
     refs = jnp.asarray(data.refs, dtype)
     comps = jnp.asarray(data.comparisons, dtype)
     y = jnp.asarray(data.responses, dtype)
@@ -862,9 +907,10 @@ def fit_laplace_hierarchical(
     H = np.stack([np.asarray(hvp(flat0, jnp.asarray(eye[i], dtype)), np.float64)
                   for i in range(n)])
     H = 0.5 * (H + H.T)
-    # ravel_pytree orders the dict by key: Delta (S, *ws) first, then W_shared.
-    stacked = np.concatenate([np.asarray(u_map[SITE_DELTA]),
-                              np.asarray(u_map[SITE_W_SHARED])[None]])
+    # ravel_pytree orders the dict by key: W_shared, then Z (S, *ws). A rotation moves
+    # W_shared to W_shared A and Z to Z A (sqrt(V) is constant over the last two axes).
+    stacked = np.concatenate([np.asarray(u_map[SITE_W_SHARED])[None],
+                              np.asarray(u_map[SITE_Z])])
     G = gauge_directions(stacked)  # the same W A for every observer and the population
     q, _ = np.linalg.qr(np.concatenate([G, np.eye(n)], axis=1))
     Q = q[:, G.shape[1]:n]  # orthonormal complement of the rotations
@@ -875,8 +921,9 @@ def fit_laplace_hierarchical(
     rng = np.random.default_rng(seed)
     z = rng.standard_normal((num_draws, evals.size))
     draws = np.asarray(flat0, np.float64) + (z / np.sqrt(evals)) @ evecs.T @ Q.T
-    parts = [unravel(jnp.asarray(d, dtype)) for d in draws]
-    samples = {k: np.stack([np.asarray(p[k]) for p in parts])[None] for k in u_map}
+    parts = [_colour(model, unravel(jnp.asarray(d, dtype)), tau) for d in draws]
+    samples = {k: np.stack([np.asarray(p[k]) for p in parts])[None]
+               for k in (SITE_W_SHARED, SITE_DELTA)}
     samples[SITE_TAU] = np.full((1, num_draws), float(point[SITE_TAU]))
     settings = dict(map_fit.settings, num_draws=num_draws, seed=seed,
                     laplace_seconds=time.perf_counter() - t0, num_parameters=n,
@@ -960,3 +1007,151 @@ def fit_nuts_hierarchical(
         logger.warning("fit_nuts (hierarchical): %d divergent transitions",
                        int(stats["diverging"].sum()))
     return fit
+
+
+# -- ArviZ and plots ----------------------------------------------------------------
+def hierarchical_to_arviz(fit: HierarchicalFit) -> Any:
+    """A :class:`HierarchicalFit` as ``arviz.InferenceData`` (what ``to_arviz`` returns).
+
+    ``posterior``: ``W_shared`` (dims ``basis_1 .. basis_D, row, W_col``),
+    ``Delta`` and ``W`` (each observer's weights; dims ``observer, basis_1 ..,
+    row, W_col``), ``tau``, ``Sigma`` (``observer, ref_point, row, col``: each
+    observer's field at the data's distinct references) and
+    ``Sigma_population`` (``ref_point, row, col``). The ``observer``
+    coordinate holds the observer names. ``log_likelihood`` has ``y`` by
+    ``trial``; ``constant_data`` has ``refs``, ``comparisons`` and ``observer``
+    (each trial's observer index); a MAP fit's loss trace is in
+    ``sample_stats.loss``.
+    """
+    from psyphy_pp._optional import import_arviz
+    from psyphy_pp.field import covariance
+
+    az = import_arviz()
+    model, data = fit.model, fit.data
+    base = model.base
+    D = base.input_dim
+    ref_points = data.unique_refs()
+    W_shared = np.asarray(fit.samples[SITE_W_SHARED])
+    Ws = fit.observer_weight_draws()
+    C, K = W_shared.shape[:2]
+    flat = Ws.reshape(C * K, *Ws.shape[2:])
+    sigma = np.stack([np.asarray(covariance(w, ref_points, base.diag_term)) for w in
+                      flat.reshape(-1, *model.weights_shape)])
+    sigma = sigma.reshape(C, K, Ws.shape[2], *sigma.shape[1:])
+    sigma_pop = np.stack([np.asarray(covariance(w, ref_points, base.diag_term))
+                          for w in W_shared.reshape(-1, *model.weights_shape)])
+    log_lik = _log_lik_draws(model, fit).reshape(C, K, data.num_trials)
+    basis_dims = [f"basis_{k + 1}" for k in range(D)]
+    coords = {name: np.arange(base.basis_degree + 1) for name in basis_dims}
+    coords |= dict(observer=list(fit.observer_names), row=np.arange(D), col=np.arange(D),
+                   W_col=np.arange(D + base.extra_dims),
+                   ref_point=np.arange(ref_points.shape[0]), trial=np.arange(data.num_trials),
+                   stimulus_dim=np.arange(D))
+    w_dims = basis_dims + ["row", "W_col"]
+    dims = {SITE_W_SHARED: w_dims, SITE_DELTA: ["observer"] + w_dims, "W": ["observer"] + w_dims,
+            "Sigma": ["observer", "ref_point", "row", "col"],
+            "Sigma_population": ["ref_point", "row", "col"], SITE_Y: ["trial"],
+            "refs": ["trial", "stimulus_dim"], "comparisons": ["trial", "stimulus_dim"],
+            "observer_index": ["trial"], "ref_points": ["ref_point", "stimulus_dim"],
+            "loss": ["step"]}
+    sample_stats = None
+    if fit.kind == "point" and fit.losses is not None:
+        sample_stats = {"loss": np.asarray(fit.losses)[None, None]}
+        coords["step"] = np.arange(len(fit.losses))
+    elif fit.sample_stats:
+        sample_stats = {"diverging": fit.sample_stats["diverging"],
+                        "n_steps": fit.sample_stats["num_steps"]}
+    idata = az.from_dict(
+        posterior={SITE_W_SHARED: W_shared, SITE_DELTA: np.asarray(fit.samples[SITE_DELTA]),
+                   "W": Ws, SITE_TAU: fit.tau, "Sigma": sigma,
+                   "Sigma_population": sigma_pop.reshape(C, K, *sigma_pop.shape[1:])},
+        sample_stats=sample_stats,
+        log_likelihood={SITE_Y: log_lik},
+        observed_data={SITE_Y: np.asarray(data.responses)},
+        constant_data={"refs": np.asarray(data.refs), "comparisons": np.asarray(data.comparisons),
+                       "observer_index": np.asarray(data.observer), "ref_points": ref_points},
+        coords=coords, dims=dims)
+    idata.posterior.attrs |= dict(
+        inference_method=fit.method, hierarchical=1, tau_fixed=float(model.tau or 0.0),
+        tau_scale=float(model.tau_scale), parameterization=model.parameterization,
+        input_dim=D, basis_degree=base.basis_degree, extra_dims=base.extra_dims,
+        variance_scale=base.variance_scale, decay_rate=base.decay_rate,
+        diag_term=base.diag_term)
+    return idata
+
+
+def _log_lik_draws(model: HierarchicalWPPM, fit: HierarchicalFit) -> np.ndarray:
+    """The pointwise log-likelihood at every draw, shape ``(C * K, N)``."""
+    data = fit.data
+    dtype = jnp.result_type(float)
+    refs = jnp.asarray(data.refs, dtype)
+    comps = jnp.asarray(data.comparisons, dtype)
+    y = jnp.asarray(data.responses, dtype)
+    obs = jnp.asarray(data.observer)
+    run = _log_lik_program(_canonical(model))
+    W = np.asarray(fit.samples[SITE_W_SHARED])
+    Dl = np.asarray(fit.samples[SITE_DELTA])
+    W = W.reshape(-1, *W.shape[2:])
+    Dl = Dl.reshape(-1, *Dl.shape[2:])
+    return np.stack([np.asarray(run(jnp.asarray(w, dtype), jnp.asarray(d, dtype), refs, comps,
+                                    y, obs)) for w, d in zip(W, Dl)])
+
+
+@functools.lru_cache(maxsize=8)
+def _log_lik_program(model: HierarchicalWPPM) -> Any:
+    from psyphy_pp._jit import jit
+
+    def run(W, Delta, refs, comps, y, obs):
+        return model.log_likelihood({SITE_W_SHARED: W, SITE_DELTA: Delta}, refs, comps, y, obs)
+
+    return jit(run)
+
+
+def plot_observers(fit: HierarchicalFit, refs: ArrayLike | None = None, *,
+                   num_directions: int = 16, prob: float = 0.9, ncols: int = 3,
+                   truth: dict | None = None, **kwargs: Any) -> Any:
+    """Threshold ellipses: one panel for the population, then one per observer (2D).
+
+    Each panel is :func:`~psyphy_pp.plotting.plot_threshold_field` of that
+    fit (with the ``prob`` band for draws), in the data's units.
+
+    Args:
+        fit: The :class:`HierarchicalFit`.
+        refs: Reference points in model units (default the data's distinct
+            references, at most 25 of them).
+        num_directions: Directions per reference.
+        prob: Mass of the bands.
+        ncols: Panels per row.
+        truth: Optional ``{name: Thresholds}`` of true thresholds (in the same
+            units), drawn dashed in the matching panels.
+        **kwargs: Passed to ``plot_threshold_field``.
+
+    Returns:
+        The matplotlib ``Figure``.
+
+    Raises:
+        ValueError: If the model is not 2D, or ``ncols`` is not a positive integer.
+    """
+    import matplotlib.pyplot as plt
+
+    from psyphy_pp.plotting import plot_threshold_field
+
+    if fit.model.input_dim != 2:
+        raise ValueError(f"plot_observers needs input_dim 2, got {fit.model.input_dim}")
+    check_positive("ncols", ncols, integer=True)
+    if refs is None:
+        refs = fit.data.unique_refs()
+        if len(refs) > 25:
+            refs = refs[np.linspace(0, len(refs) - 1, 25).round().astype(int)]
+    ths = fit.thresholds(refs, num_directions)
+    n = len(ths)
+    nrows = -(-n // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4 * ncols, 4 * nrows), squeeze=False)
+    for ax, (name, th) in zip(axes.ravel(), ths.items()):
+        th = th.to_user(fit.data.normalization)
+        plot_threshold_field(th, ax=ax, prob=prob, truth=(truth or {}).get(name), **kwargs)
+        ax.set_title(f"{name} ({ax.get_title()})" if ax.get_title() else name)
+    for ax in axes.ravel()[n:]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    return fig
