@@ -18,9 +18,9 @@ from psyphy_pp.fitio import SavedFit as SavedFit
 from psyphy_pp.fitio import load_fit as load_fit
 from psyphy_pp.fitio import save_fit as save_fit
 from psyphy_pp.goodness import GoodnessOfFit as GoodnessOfFit
+from psyphy_pp.goodness import goodness_of_fit as goodness_of_fit
 from psyphy_pp.hierarchical import HierarchicalFit as HierarchicalFit
 from psyphy_pp.hierarchical import HierarchicalWPPM as HierarchicalWPPM
-from psyphy_pp.goodness import goodness_of_fit as goodness_of_fit
 from psyphy_pp.hyperparameters import HyperparameterSearch as HyperparameterSearch
 from psyphy_pp.hyperparameters import select_hyperparameters as select_hyperparameters
 from psyphy_pp.inference import ConvergenceWarning as ConvergenceWarning

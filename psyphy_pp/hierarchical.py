@@ -241,7 +241,7 @@ class HierarchicalWPPM:
         task = self.base.task
         z = task.logits(S[0], S[1], refs - comparisons, task.noise_key(key),
                         block_size=task.block_size(d))
-        return lapse_logits(z, task.lapse_rate) if task.has_lapse else z
+        return lapse_logits(z, float(task.lapse_rate)) if task.has_lapse else z
 
     def log_likelihood(self, params: Params, refs: ArrayLike, comparisons: ArrayLike,
                        responses: ArrayLike, observer: ArrayLike,
@@ -289,7 +289,8 @@ class HierarchicalWPPM:
                 Delta = numpyro.deterministic(SITE_DELTA, tau * std * Z)
         if self.base.task.needs_key and key is None:
             key = numpyro.prng_key()
-        z = self.logits({SITE_W_SHARED: W, SITE_DELTA: Delta, SITE_TAU: tau}, refs,
+        point: dict[str, Any] = {SITE_W_SHARED: W, SITE_DELTA: Delta, SITE_TAU: tau}
+        z = self.logits(point, refs,
                         comparisons, observer, key)
         with numpyro.plate("trials", z.shape[0]):
             numpyro.sample(SITE_Y, dist.Bernoulli(logits=z), obs=responses)
@@ -378,7 +379,8 @@ class HierarchicalFit:
 
         s = self.data.observer_position(observer)
         W = self.observer_weight_draws()[:, :, s]
-        return SavedFit(self.model.base, {"W": W if self.kind == "posterior" else W[0, 0]},
+        weights: dict[str, Any] = {"W": W if self.kind == "posterior" else W[0, 0]}
+        return SavedFit(self.model.base, weights,
                         kind=self.kind, method=f"{self.method} (hierarchical, observer "
                         f"{self.observer_names[s]!r})", data=self.data.observer_trials(s),
                         normalization=self.data.normalization, settings=_json(self.settings))
@@ -388,7 +390,8 @@ class HierarchicalFit:
         from psyphy_pp.fitio import SavedFit
 
         W = np.asarray(self.samples[SITE_W_SHARED])
-        return SavedFit(self.model.base, {"W": W if self.kind == "posterior" else W[0, 0]},
+        weights: dict[str, Any] = {"W": W if self.kind == "posterior" else W[0, 0]}
+        return SavedFit(self.model.base, weights,
                         kind=self.kind, method=f"{self.method} (hierarchical, population)",
                         normalization=self.data.normalization, settings=_json(self.settings))
 
@@ -425,7 +428,7 @@ class HierarchicalFit:
     def summary(self, level: float = 0.9) -> str:
         """A few lines: method, observers and trials, ``tau``, convergence."""
         names = self.observer_names
-        counts = np.bincount(self.data.observer, minlength=len(names))
+        counts = np.bincount(np.asarray(self.data.observer), minlength=len(names))
         tau = self.tau.ravel()
         if not self.model.learns_tau:
             tau_s = f"tau fixed at {self.model.tau:g}"
@@ -519,7 +522,7 @@ def _initial(model: HierarchicalWPPM, data: TrialData, seed: int,
         raise ValueError(f"init_params must have W_shared of shape {ws} and Delta of shape "
                          f"{(S, *ws)}, got {W.shape} and {D.shape}")
     tau = init_params.get(SITE_TAU, model.tau_scale if model.learns_tau else model.tau)
-    if not float(tau) > 0:
+    if tau is None or not float(tau) > 0:
         raise ValueError(f"init_params['tau'] must be positive, got {tau!r}")
     return {SITE_W_SHARED: jnp.asarray(W, dtype), SITE_DELTA: jnp.asarray(D, dtype),
             SITE_TAU: jnp.asarray(float(tau), dtype)}
@@ -800,8 +803,8 @@ def fit_map_hierarchical(
     problem = _Problem(model, data, method, opt, num_steps, settings, progress_bar)
     t0 = time.perf_counter()
     if not model.learns_tau:
-        u, losses, info = problem.fit(start, float(model.tau))
-        tau = float(model.tau)
+        tau = float(model.tau)  # type: ignore[arg-type]
+        u, losses, info = problem.fit(start, tau)
     else:
         tried: dict[float, tuple] = {}
         last = [start]
@@ -993,7 +996,7 @@ def fit_nuts_hierarchical(
     got = {k: np.asarray(v) for k, v in mcmc.get_samples(group_by_chain=True).items()}
     samples = {SITE_W_SHARED: got[SITE_W_SHARED], SITE_DELTA: got[SITE_DELTA]}
     samples[SITE_TAU] = (got[SITE_TAU] if model.learns_tau else
-                         np.full(got[SITE_W_SHARED].shape[:2], float(model.tau)))
+                         np.full(got[SITE_W_SHARED].shape[:2], float(model.tau or 0.0)))
     extra = {k: np.asarray(v) for k, v in mcmc.get_extra_fields(group_by_chain=True).items()}
     stats = {"diverging": extra["diverging"].astype(bool),
              "num_steps": extra["num_steps"].astype(np.int64)}
@@ -1042,7 +1045,7 @@ def hierarchical_to_arviz(fit: HierarchicalFit) -> Any:
                           for w in W_shared.reshape(-1, *model.weights_shape)])
     log_lik = _log_lik_draws(model, fit).reshape(C, K, data.num_trials)
     basis_dims = [f"basis_{k + 1}" for k in range(D)]
-    coords = {name: np.arange(base.basis_degree + 1) for name in basis_dims}
+    coords: dict[str, Any] = {name: np.arange(base.basis_degree + 1) for name in basis_dims}
     coords |= dict(observer=list(fit.observer_names), row=np.arange(D), col=np.arange(D),
                    W_col=np.arange(D + base.extra_dims),
                    ref_point=np.arange(ref_points.shape[0]), trial=np.arange(data.num_trials),

@@ -65,7 +65,7 @@ import math
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
@@ -494,7 +494,7 @@ def fit_map(
         from psyphy_pp.hierarchical import fit_map_hierarchical
 
         return fit_map_hierarchical(  # type: ignore[return-value]
-            model, data, method="svi", num_steps=num_steps, optimizer=optimizer, tol=tol,
+            cast(Any, model), data, method="svi", num_steps=num_steps, optimizer=optimizer, tol=tol,
             seed=seed, init_params=init_params, progress_bar=progress_bar,
             learning_rate=learning_rate, momentum=momentum, clip_norm=clip_norm,
             devices=devices, resume=resume)

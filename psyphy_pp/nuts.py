@@ -54,6 +54,7 @@ import logging
 import time
 import warnings
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
@@ -325,7 +326,7 @@ def fit_nuts(
         from psyphy_pp.hierarchical import fit_nuts_hierarchical
 
         return fit_nuts_hierarchical(  # type: ignore[return-value]
-            model, data, num_warmup=num_warmup, num_samples=num_samples,
+            cast(Any, model), data, num_warmup=num_warmup, num_samples=num_samples,
             num_chains=num_chains, seed=seed, init_params=init_params,
             target_accept_prob=target_accept_prob, progress_bar=progress_bar,
             chain_method=chain_method, task=task, devices=devices)

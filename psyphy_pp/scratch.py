@@ -12,7 +12,7 @@ __all__ = ["fit_map_scratch", "make_loss", "make_step"]
 
 import functools
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
@@ -151,7 +151,7 @@ def fit_map_scratch(
         from psyphy_pp.hierarchical import fit_map_hierarchical
 
         return fit_map_hierarchical(  # type: ignore[return-value]
-            model, data, method="scratch", num_steps=num_steps, optimizer=optimizer, tol=tol,
+            cast(Any, model), data, method="scratch", num_steps=num_steps, optimizer=optimizer, tol=tol,
             seed=seed, init_params=init_params, progress_bar=progress_bar,
             learning_rate=learning_rate, momentum=momentum, clip_norm=clip_norm,
             devices=devices, resume=resume)

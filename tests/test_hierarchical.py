@@ -17,7 +17,6 @@ from psyphy_pp.hierarchical import (
     SITE_DELTA,
     SITE_W_SHARED,
     HierarchicalFit,
-    fit_map_hierarchical,
 )
 
 NAMES = ("ann", "bob", "cy")
