@@ -28,14 +28,12 @@ per observer and for the population (``W_shared``);
 :meth:`HierarchicalFit.thresholds` gives them all at once and
 :func:`~psyphy_pp.to_arviz` names the observer dimension ``"observer"``.
 
-MAP with a learnt ``tau``. The MAP is the mode of the joint posterior of
-``(W_shared, Delta, tau)`` (centred, as NumPyro's ``AutoDelta`` takes it). That
-density grows without bound as ``tau`` and every ``Delta_s`` go to 0 together,
-so the MAP sought is the interior mode; the fits start from ``Delta`` drawn
-from its prior at ``tau = tau_scale`` so as to reach it, and report ``tau``.
-With little data per observer the fit may still slide to ``tau ~ 0`` (one
-pooled field); :attr:`HierarchicalFit.tau` shows it. NUTS and the Laplace
-approximation describe the posterior, not its mode.
+MAP with a learnt ``tau``. The joint posterior density of ``(W_shared,
+Delta, tau)`` has no mode: it grows without bound as ``tau`` and every
+``Delta_s`` shrink to 0 together, and a joint fit slides there. So the MAP
+fits take ``tau`` as the mode of its marginal posterior ``p(y | tau) p(tau)``,
+with ``p(y | tau)`` by a Laplace approximation at the fixed-``tau`` MAP
+(:func:`fit_map_hierarchical`), and return the fixed-``tau`` MAP there.
 
 Parameterisation for NUTS. ``parameterization="noncentred"`` samples
 ``Z_s ~ N(0, V)`` and sets ``Delta_s = tau * Z_s`` (a deterministic site);
