@@ -1,7 +1,10 @@
 """The hierarchical WPPM: limits against single-observer fits, files, errors, tools.
 
-The default tests use one tiny problem (degree 1, three observers, 144 trials
-each) and share its fits; the learnt-tau, Laplace and NUTS checks are studies.
+The default tests (files, observer index, errors) compile nothing. Every check
+that fits (limits against single-observer fits, the tools, learnt tau, Laplace,
+NUTS, the CLI, plots) is a study (``make test-studies``): even the smallest
+hierarchical fit compiles for 15-80 s on this 2-core machine, over what the
+default suite can add.
 """
 
 from __future__ import annotations
@@ -49,6 +52,18 @@ def problem():
                         observer=np.repeat(np.arange(3), [p.num_trials for p in parts]),
                         observer_names=NAMES)
     return base, data, parts
+
+
+@pytest.fixture(scope="module")
+def small():
+    """Three observers with 30 random trials each (no simulation: cheap to build)."""
+    rng = np.random.default_rng(0)
+    n = 90
+    refs = rng.uniform(-0.8, 0.8, (n, 2))
+    comps = np.clip(refs + rng.normal(0.0, 0.15, (n, 2)), -1, 1)
+    data = pp.TrialData(refs, comps, (rng.random(n) < 0.7).astype(int),
+                        observer=np.repeat(np.arange(3), 30), observer_names=NAMES)
+    return pp.WPPM(basis_degree=1, task=pp.Oddity(method="quadrature")), data
 
 
 def _fit(model, data, **kw):
@@ -125,8 +140,8 @@ def test_one_observer_reduces_to_the_plain_wppm(problem):
     assert _rel(_sigma(base, W1), _sigma(base, plain.params["W"])) < 1e-3
 
 
-def test_csv_subject_column_round_trips(tmp_path, problem):
-    _, data, _ = problem
+def test_csv_subject_column_round_trips(tmp_path, small):
+    _, data = small
     path = tmp_path / "obs.csv"
     data.to_csv(path)
     header = path.read_text().splitlines()[0]
@@ -191,25 +206,16 @@ def test_bad_model_arguments_are_refused():
         pp.fit_map(pp.HierarchicalWPPM(base=base), data, learning_rate=1e-3)
 
 
-@pytest.fixture(scope="module")
-def small():
-    """Three observers with 30 random trials each (no simulation: cheap to build)."""
-    rng = np.random.default_rng(0)
-    n = 90
-    refs = rng.uniform(-0.8, 0.8, (n, 2))
-    comps = np.clip(refs + rng.normal(0.0, 0.15, (n, 2)), -1, 1)
-    data = pp.TrialData(refs, comps, (rng.random(n) < 0.7).astype(int),
-                        observer=np.repeat(np.arange(3), 30), observer_names=NAMES)
-    return pp.WPPM(basis_degree=1, task=pp.Oddity(method="quadrature")), data
-
-
+@pytest.mark.study  # 32-81 s on the loaded 2-core machine: over the default suite's budget
 def test_observer_and_population_views_work_with_the_tools(small, tmp_path):
     """Per-observer and population fits are ordinary SavedFits: thresholds and files work;
     to_arviz names the observer dimension by the observer names, and its log-likelihood
     (the hierarchical gather of per-trial weights) equals the base WPPM's own on each
     observer's trials (float32: rtol 1e-5)."""
     base, data = small
-    fit = _fit(pp.HierarchicalWPPM(base=base, tau=0.5), data)
+    with warnings.catch_warnings():  # 40 steps: the views, not the optimum, are checked
+        warnings.simplefilter("ignore", pp.ConvergenceWarning)
+        fit = _fit(pp.HierarchicalWPPM(base=base, tau=0.5), data, num_steps=40)
     assert isinstance(fit, HierarchicalFit)
     obs = fit.observer("bob")
     np.testing.assert_allclose(obs.params["W"], np.asarray(fit.params[SITE_W_SHARED])
@@ -297,3 +303,19 @@ def test_cli_fit_on_a_subject_file_fits_the_hierarchical_model(small, tmp_path, 
         assert f"fit_observer_{i}.npz: {name}" in text
         assert pp.load_fit(out / f"fit_observer_{i}.npz").data.num_trials == 30
     assert (out / "fit_population.npz").exists()
+
+
+@pytest.mark.study
+def test_plot_observers_draws_one_panel_per_observer_and_the_population(small):
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from psyphy_pp.hierarchical import plot_observers
+
+    base, data = small
+    fit = _fit(pp.HierarchicalWPPM(base=base, tau=0.5), data)
+    fig = plot_observers(fit, np.zeros((1, 2)), num_directions=8, ncols=2)
+    titles = [ax.get_title() for ax in fig.axes if ax.get_visible()]
+    assert len(titles) == 4 and titles[0].startswith("population")
+    assert [t.split(" ")[0] for t in titles[1:]] == list(NAMES)
