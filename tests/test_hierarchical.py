@@ -103,22 +103,29 @@ def test_tau_large_gives_each_observer_its_own_fit(problem):
 
     With tau = T the joint prior of W_1..W_S has covariance V (T^2 I + 1 1^T):
     each W_s has prior variance (1 + T^2) V, and the precision coupling one
-    observer to the others is 1 / (T^2 (T^2 + S)) of V^-1 (1e-4 here; at T = 5, 1e-3,
-    the fields differed by 4%). The
-    reference is fit_map_scratch of each observer alone under
-    WPPM(variance_scale = (1 + T^2) * variance_scale), started from the
-    hierarchical W_s (the posterior is multimodal at 144 trials, see above);
-    the bound 1e-2 (relative, on Sigma) is for that coupling; measured 1e-3..3e-3.
+    observer to the others is 1 / (T^2 (T^2 + S)) of V^-1, that is 1 / (T^2 + S)
+    (1%) of the prior precision on W_s itself. The reference is fit_map_scratch of
+    each observer alone under WPPM(variance_scale = (1 + T^2) * variance_scale),
+    started from the hierarchical W_s (the posterior is multimodal at 144 trials).
+    The bound 3e-2 (relative, on Sigma) is for that coupling: at 144 trials the
+    prior sets the poorly measured directions, and 1% of its pull moved Sigma by
+    1.6e-2 (bob) here; the observers' fields differ from each other by more than
+    ten times the bound, so the check has teeth. A larger T does not tighten it:
+    at T = 30 the prior is too weak for a 144-trial fit to converge.
     """
     base, data, parts = problem
     T = 10.0
     fit = _fit(pp.HierarchicalWPPM(base=base, tau=T), data)
+    assert fit.converged
     wide = pp.WPPM(basis_degree=1, variance_scale=(1 + T**2) * base.variance_scale,
                    task=base.task)
     Ws = np.asarray(fit.observer_weight_draws()[0, 0])
     for s, part in enumerate(parts):
         alone = _fit(wide, part, init_params={"W": Ws[s]})
-        assert _rel(_sigma(base, Ws[s]), _sigma(base, alone.params["W"])) < 1e-2, NAMES[s]
+        assert alone.converged, NAMES[s]
+        assert _rel(_sigma(base, Ws[s]), _sigma(base, alone.params["W"])) < 3e-2, NAMES[s]
+        other = Ws[(s + 1) % len(parts)]
+        assert _rel(_sigma(base, Ws[s]), _sigma(base, other)) > 0.3, NAMES[s]
 
 
 @pytest.mark.study
