@@ -41,7 +41,7 @@ def test_nuts_example_runs(tmp_path):
         assert (tmp_path / name).exists(), name
 
 
-@pytest.mark.slow  # two short runs in subprocesses, ~15 s on 2 cores
+@pytest.mark.study  # 47 s in CI (two subprocesses); test_experiment.py covers resuming
 def test_experiment_loop_example_runs_and_resumes(tmp_path):
     cmd = [sys.executable, str(EXAMPLES / "experiment_loop.py"), "--trials", "30",
            "--start-trials", "40", "--block", "10", "--session", str(tmp_path / "s.db"),
