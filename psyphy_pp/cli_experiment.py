@@ -60,7 +60,10 @@ def add_experiment_parser(sub: argparse._SubParsersAction) -> None:
     )
 
     exp = sub.add_parser("experiment", help="run an adaptive experiment (ask, tell, export, "
-                         "status)", description=__doc__.split("\n\n")[1])
+                         "status)", description="Run an adaptive experiment through files: "
+                         "ask writes the next trials as CSV (trial_id, ref_*, comp_*), tell "
+                         "records a CSV of responses (trial_id, response), export writes the "
+                         "told trials as a TrialData CSV, status summarises a session.")
     cmds = exp.add_subparsers(dest="experiment_command", metavar="ACTION",
                               parser_class=type(exp))
     p = cmds.add_parser("ask", help="the next trials, as CSV (creates the session if missing)")
