@@ -109,18 +109,15 @@ def laplace_draws(model, W, data, num: int, seed: int) -> np.ndarray:
     import jax
     import jax.numpy as jnp
 
-    from psyphy_pp._masked_map import padded_trials, prior_std, structure, whitened_gauss_newton
-    from psyphy_pp.laplace import gauge_directions, off_gauge_eigh
+    from psyphy_pp._masked_map import gauss_newton_factor, padded_trials, prior_std, structure
 
     dtype = jnp.result_type(float)
     std = prior_std(model, dtype)
     n = data.num_trials
     arrays = padded_trials([data.refs, data.comparisons, data.responses], np.ones(n, bool), n,
                            dtype)
-    H = whitened_gauss_newton(structure(model), jnp.asarray(W, dtype), std, arrays)
+    L = gauss_newton_factor(structure(model), jnp.asarray(W, dtype), std, arrays)
     Z = np.asarray(W, np.float64) / np.asarray(std, np.float64)
-    B, lam, V = off_gauge_eigh(H, gauge_directions(Z))
-    L = B @ (V / np.sqrt(lam))
     z = np.asarray(jax.random.normal(jax.random.PRNGKey(seed), (num, L.shape[1])), np.float64)
     return ((Z.reshape(-1) + z @ L.T).reshape((num,) + Z.shape)
             * np.asarray(std, np.float64))

@@ -15,7 +15,7 @@ normal there and L-BFGS sees no spread of scales (``std`` spans a factor 600 at
 from __future__ import annotations
 
 __all__ = ["padded_trials", "prior_std", "structure", "programs",
-           "whitened_gauss_newton", "logit_jacobian", "logit_slopes"]
+           "whitened_gauss_newton", "gauss_newton_factor", "logit_jacobian", "logit_slopes"]
 
 import dataclasses
 from functools import lru_cache
@@ -28,6 +28,7 @@ import numpy as np
 from psyphy_pp import defaults
 from psyphy_pp._jit import jit
 from psyphy_pp._padding import padded_index
+from psyphy_pp.laplace import gauge_directions, off_gauge_eigh
 from psyphy_pp.model import SITE_W, WPPM
 from psyphy_pp.optim import init_state, optimizer_step
 
@@ -147,6 +148,19 @@ def whitened_gauss_newton(model: WPPM, W: jax.Array, std: jax.Array, arrays: tup
     G = (J * fisher) @ J.T
     n = J.shape[0]
     return np.eye(n) + 0.5 * (G + G.T)
+
+
+def gauss_newton_factor(model: WPPM, W: jax.Array, std: jax.Array, arrays: tuple) -> np.ndarray:
+    """``L`` with ``L L^T`` the Gauss-Newton Laplace covariance of ``Z = W / std``.
+
+    The inverse of :func:`whitened_gauss_newton` on the complement of the
+    rotation gauge, zero along it (as :func:`~psyphy_pp.fit_laplace` does with the
+    exact Hessian). Arguments as :func:`whitened_gauss_newton`; returns
+    ``(n, n - g)`` in float64.
+    """
+    H = whitened_gauss_newton(model, W, std, arrays)
+    B, lam, V = off_gauge_eigh(H, gauge_directions(np.asarray(W / std, np.float64)))
+    return B @ (V / np.sqrt(lam))
 
 
 def logit_jacobian(model: WPPM, W: jax.Array, std: jax.Array, refs: Any, comps: Any,

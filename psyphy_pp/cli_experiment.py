@@ -46,8 +46,6 @@ from psyphy_pp._csv import write_columns, write_rows
 CACHE_ENV = "PSYPHY_PP_CACHE_DIR"
 
 _SESSION_OPTIONS = ("strategy", "start_trials", "refit_every", "seed")
-_MODEL_OPTIONS = ("basis_degree", "extra_dims", "variance_scale", "decay_rate", "diag_term",
-                  "likelihood", "mc_samples", "input_dim")
 
 
 def add_experiment_parser(sub: argparse._SubParsersAction) -> None:
@@ -106,7 +104,10 @@ def run_experiment(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
         raise ValueError("experiment needs an action: ask, tell, export or status")
     if action in ("ask", "tell"):
         _compilation_cache()
-    return {"ask": _ask, "tell": _tell, "export": _export, "status": _status}[action](args)
+    if action == "ask":
+        # the options at their defaults: a plain ask of this session, parsed
+        return _ask(args, parser.parse_args(["experiment", "ask", str(args.session)]))
+    return {"tell": _tell, "export": _export, "status": _status}[action](args)
 
 
 def _compilation_cache() -> None:
@@ -133,7 +134,7 @@ def _open(path: Path):
     return Experiment(path=path)
 
 
-def _ask(args: argparse.Namespace) -> int:
+def _ask(args: argparse.Namespace, defaults: argparse.Namespace) -> int:
     from psyphy_pp.experiment import Experiment
 
     if args.n < 1:
@@ -142,8 +143,9 @@ def _ask(args: argparse.Namespace) -> int:
         check_new_file(args.out, args.force, "--out")
     settings = {k: getattr(args, k) for k in _SESSION_OPTIONS}
     if args.session.exists():
-        exp = Experiment(path=args.session, **_given(args, settings))
-        _check_model_options(args, exp)
+        given = {k: v for k, v in settings.items() if v != getattr(defaults, k)}
+        exp = Experiment(path=args.session, **given)
+        _check_model_options(args, defaults, exp)
     else:
         model = model_from_args(args, args.input_dim)
         exp = Experiment(model, args.session, normalization=normalization_from_args(args),
@@ -165,26 +167,15 @@ def _ask(args: argparse.Namespace) -> int:
     return 0
 
 
-def _given(args: argparse.Namespace, settings: dict) -> dict:
-    """The session options given on the command line (not at their defaults)."""
-    from psyphy_pp.experiment import DEFAULT_REFIT_EVERY, DEFAULT_START_TRIALS, DEFAULT_STRATEGY
-
-    defaults = {"strategy": DEFAULT_STRATEGY, "start_trials": DEFAULT_START_TRIALS,
-                "refit_every": DEFAULT_REFIT_EVERY, "seed": 0}
-    return {k: v for k, v in settings.items() if v != defaults[k]}
-
-
-def _check_model_options(args: argparse.Namespace, exp) -> None:
+def _check_model_options(args: argparse.Namespace, defaults: argparse.Namespace, exp) -> None:
     """Model options away from their defaults must match the stored model."""
     stored = exp.model
     checks = {"basis_degree": stored.basis_degree, "extra_dims": stored.extra_dims,
               "variance_scale": stored.variance_scale, "decay_rate": stored.decay_rate,
               "diag_term": stored.diag_term, "input_dim": stored.input_dim}
-    defaults = {"basis_degree": 4, "extra_dims": 1, "variance_scale": 4e-3, "decay_rate": 0.4,
-                "diag_term": 1e-4, "input_dim": 2}
     for name, value in checks.items():
         given = getattr(args, name)
-        if given != defaults[name] and given != value:
+        if given != getattr(defaults, name) and given != value:
             raise ValueError(f"--{name.replace('_', '-')} {given} differs from the session's "
                              f"{value} in {args.session}")
 

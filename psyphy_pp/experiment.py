@@ -63,17 +63,16 @@ from psyphy_pp import defaults
 from psyphy_pp._jit import jit
 from psyphy_pp._masked_map import (
     TRIAL_CHUNK,
+    gauss_newton_factor,
     logit_jacobian,
     padded_trials,
     prior_std,
     programs,
     structure,
-    whitened_gauss_newton,
 )
 from psyphy_pp._validation import check_choice, check_nonnegative, check_positive
 from psyphy_pp.data import TrialData
 from psyphy_pp.fitio import model_from_dict, model_to_dict
-from psyphy_pp.laplace import gauge_directions, off_gauge_eigh
 from psyphy_pp.model import SITE_W, WPPM
 from psyphy_pp.normalization import Normalization
 from psyphy_pp.placement import (
@@ -573,10 +572,7 @@ class Experiment:
                                     defaults.DEFAULT_TOL)
         W = W.block_until_ready()
         t1 = time.perf_counter()
-        H = whitened_gauss_newton(model, W, std, arrays)
-        Z = np.asarray(W / std, np.float64)
-        B, lam, V = off_gauge_eigh(H, gauge_directions(Z))
-        factor = B @ (V / np.sqrt(lam))
+        factor = gauss_newton_factor(model, W, std, arrays)
         info = {"steps": int(steps), "converged": bool(converged),
                 "map_seconds": t1 - t0, "hessian_seconds": time.perf_counter() - t1}
         with self._store.write() as conn:
