@@ -8,11 +8,14 @@ Examples:
 
 from psyphy_pp import defaults as defaults
 from psyphy_pp import designs as designs
+from psyphy_pp import placement as placement
 from psyphy_pp.arviz_io import to_arviz as to_arviz
 from psyphy_pp.data import TrialData as TrialData
 from psyphy_pp.diagnostics import FitComparison as FitComparison
 from psyphy_pp.diagnostics import compare_fits as compare_fits
 from psyphy_pp.ellipses import Ellipses as Ellipses
+from psyphy_pp.experiment import AskedTrials as AskedTrials
+from psyphy_pp.experiment import Experiment as Experiment
 from psyphy_pp.fitio import IncompatibleFitError as IncompatibleFitError
 from psyphy_pp.fitio import SavedFit as SavedFit
 from psyphy_pp.fitio import load_fit as load_fit
@@ -60,6 +63,7 @@ __all__ = [
     "fit_map_scratch",
     "simulate",
     "designs",
+    "placement",
     "defaults",
     "Normalization",
     "SavedFit",
@@ -80,6 +84,8 @@ __all__ = [
     "GoodnessOfFit",
     "validate",
     "select_hyperparameters",
+    "Experiment",
+    "AskedTrials",
     "HyperparameterSearch",
     "Validation",
     "FitComparison",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+from typing import TextIO
 
 import numpy as np
 
@@ -49,6 +50,13 @@ def write_columns(
         >>> write_columns(path, {"x": np.array([1.0])}, overwrite=True)
         >>> tmp.cleanup()
     """
+    with atomic_path(path, overwrite) as part, open(part, "w", newline="", encoding="utf-8") as f:
+        write_rows(f, cols, preamble)
+
+
+def write_rows(f: TextIO, cols: dict[str, np.ndarray], preamble: str = "") -> None:
+    """Write ``preamble``, the header and the rows of ``cols`` to an open text file
+    (the format of :func:`write_columns`)."""
     names = list(cols)
 
     def fmt(kind: str):
@@ -59,9 +67,8 @@ def write_columns(
         return str
 
     fmts = [fmt(np.asarray(cols[n]).dtype.kind) for n in names]
-    with atomic_path(path, overwrite) as part, open(part, "w", newline="", encoding="utf-8") as f:
-        f.write(preamble)
-        writer = csv.writer(f, lineterminator="\n")
-        writer.writerow(names)
-        for row in zip(*(np.asarray(cols[n]).tolist() for n in names)):
-            writer.writerow([fn(v) for fn, v in zip(fmts, row)])
+    f.write(preamble)
+    writer = csv.writer(f, lineterminator="\n")
+    writer.writerow(names)
+    for row in zip(*(np.asarray(cols[n]).tolist() for n in names)):
+        writer.writerow([fn(v) for fn, v in zip(fmts, row)])

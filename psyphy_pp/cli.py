@@ -14,6 +14,8 @@ Subcommands (``psyphy-pp <command> --help`` lists every option):
   direction).
 * ``plot FIT.npz``: PNG figures: the threshold field (with ``--truth``, the
   truth's too), psychometric curves and the loss curve.
+* ``experiment ask|tell|export|status SESSION.db``: run an adaptive experiment
+  through files (:mod:`psyphy_pp.cli_experiment`).
 
 From a CSV file to a threshold plot::
 
@@ -49,7 +51,6 @@ __all__ = ["main", "build_parser"]
 
 import argparse
 import math
-import os
 import shutil
 import sys
 import tempfile
@@ -61,6 +62,25 @@ from typing import Any
 
 import numpy as np
 
+from psyphy_pp._cli_common import (
+    add_box as _add_box,
+)
+from psyphy_pp._cli_common import (
+    add_model as _add_model,
+)
+from psyphy_pp._cli_common import (
+    check_new_file as _check_new_file,
+)
+from psyphy_pp._cli_common import (
+    check_writable_dir as _check_writable_dir,
+)
+from psyphy_pp._cli_common import (
+    model_from_args as _model,
+)
+from psyphy_pp._cli_common import (
+    normalization_from_args as _normalization,
+)
+from psyphy_pp.cli_experiment import add_experiment_parser, run_experiment
 from psyphy_pp.defaults import (
     DEFAULT_LEARNING_RATES,
     DEFAULT_MOMENTUM,
@@ -96,31 +116,8 @@ class _Parser(argparse.ArgumentParser):
         raise _UsageExit(status)
 
 
-def _add_box(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("stimulus units (affine map of a box to [-1, 1]^D)")
-    g.add_argument("--low", type=float, nargs="+", metavar="X",
-                   help="lower bound of each stimulus dimension in your units")
-    g.add_argument("--high", type=float, nargs="+", metavar="X",
-                   help="upper bound of each stimulus dimension in your units")
-    g.add_argument("--names", nargs="+", metavar="NAME", help="names of the dimensions (axis labels)")
-
-
-def _add_model(p: argparse.ArgumentParser, *, diag_term: float) -> None:
-    g = p.add_argument_group("model (DESIGN.md section 1)")
-    g.add_argument("--basis-degree", type=int, default=4, help="Chebyshev degree K (default 4)")
-    g.add_argument("--extra-dims", type=int, default=1, help="extra columns E of U(x) (default 1)")
-    g.add_argument("--variance-scale", type=float, default=4e-3, help="prior variance scale (default 4e-3)")
-    g.add_argument("--decay-rate", type=float, default=0.4, help="prior decay rate (default 0.4)")
-    g.add_argument("--diag-term", type=float, default=diag_term,
-                   help=f"diagonal floor of Sigma(x) (default {diag_term:g})")
-    g.add_argument("--likelihood", choices=("auto", "quadrature", "mc"), default="auto",
-                   help="P(correct) by quadrature (2D and 3D) or Monte Carlo; auto = quadrature "
-                        "where it exists, Monte Carlo otherwise")
-    g.add_argument("--mc-samples", type=int, default=500, help="Monte Carlo samples per trial (default 500)")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``psyphy-pp`` (with its four subcommands)."""
+    """The argument parser of ``psyphy-pp`` (with its subcommands)."""
     parser = _Parser(prog=PROG, description="Fit the Wishart Process Psychophysical Model to "
                      "oddity-task trials and report discrimination thresholds.",
                      epilog="From a CSV file to a threshold plot: psyphy-pp fit trials.csv --out fit; "
@@ -232,6 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "reference: auto (neighbours do not overlap; the title gives the scale) "
                         "or a positive number, 1 for true size (default auto)")
     _add_force(p, "the PNG files")
+    add_experiment_parser(sub)
     return parser
 
 
@@ -248,18 +246,6 @@ def _add_threshold_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-draws", type=int, default=200,
                    help="posterior draws used for bands, thinned evenly (default 200)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
-
-
-def _normalization(args: argparse.Namespace) -> Any:
-    from psyphy_pp.normalization import Normalization
-
-    if args.low is None and args.high is None:
-        if args.names:
-            raise ValueError("--names needs --low and --high")
-        return None
-    if args.low is None or args.high is None:
-        raise ValueError("--low and --high must be given together")
-    return Normalization(args.low, args.high, args.names)
 
 
 def _check_int(name: str, value: int | None, minimum: int = 1) -> None:
@@ -279,26 +265,6 @@ def _check_threshold_options(args: argparse.Namespace) -> None:
                          f"{args.target}")
 
 
-def _check_writable_dir(directory: Path) -> None:
-    """Raise ``ValueError`` unless files can be written into ``directory`` (made if missing)."""
-    existing = directory
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise ValueError(f"cannot write into {directory}: {existing} is a file, not a directory")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ValueError(f"cannot write into {directory}: {existing} is not writable")
-
-
-def _check_new_file(path: Path, force: bool, what: str) -> None:
-    """Refuse an existing ``path`` (unless ``force``) or an unwritable place, before computing."""
-    if path.is_dir():
-        raise ValueError(f"{what} {path} is a directory; give a file name")
-    if path.exists() and not force:
-        raise ValueError(f"{what} {path} already exists; pass --force to replace it")
-    _check_writable_dir(path.parent)
-
-
 def _lapse_rate(value: str, *, learn: bool) -> float | str:
     """``--lapse-rate`` as a number in [0, 1), or ``"learn"`` when allowed."""
     if learn and value == "learn":
@@ -311,23 +277,6 @@ def _lapse_rate(value: str, *, learn: bool) -> float | str:
         expected = "a number in [0, 1) or 'learn'" if learn else "a number in [0, 1)"
         raise ValueError(f"--lapse-rate must be {expected}, got {value!r}")
     return rate
-
-
-def _model(args: argparse.Namespace, input_dim: int, lapse_rate: float | str = 0.0) -> Any:
-    from psyphy_pp.defaults import QUADRATURE_DIMS, likelihood_method
-    from psyphy_pp.model import WPPM
-    from psyphy_pp.oddity import Oddity
-
-    method = args.likelihood
-    if method == "quadrature" and input_dim not in QUADRATURE_DIMS:
-        raise ValueError(f"--likelihood quadrature needs 2D or 3D data, got input_dim {input_dim}")
-    if method == "auto":
-        method = likelihood_method(input_dim)
-    task = (Oddity(method=method, lapse_rate=lapse_rate) if method == "quadrature"
-            else Oddity(method="mc", num_samples=args.mc_samples, lapse_rate=lapse_rate))
-    return WPPM(input_dim=input_dim, basis_degree=args.basis_degree, extra_dims=args.extra_dims,
-                variance_scale=args.variance_scale, decay_rate=args.decay_rate,
-                diag_term=args.diag_term, task=task)
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
@@ -876,7 +825,8 @@ def _one_line(err: BaseException) -> str:
 
 
 _COMMANDS = {"simulate": _cmd_simulate, "fit": _cmd_fit, "thresholds": _cmd_thresholds,
-             "plot": _cmd_plot, "validate": _cmd_validate}
+             "plot": _cmd_plot, "validate": _cmd_validate,
+             "experiment": lambda args: run_experiment(args, build_parser())}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

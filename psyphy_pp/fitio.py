@@ -26,7 +26,8 @@ a fit file (empty, truncated, damaged, a CSV, another archive) with a one-line
 
 from __future__ import annotations
 
-__all__ = ["FIT_FORMAT", "FIT_FORMAT_VERSION", "IncompatibleFitError", "SavedFit", "load_fit", "save_fit"]
+__all__ = ["FIT_FORMAT", "FIT_FORMAT_VERSION", "IncompatibleFitError", "SavedFit", "load_fit", "save_fit",
+           "model_to_dict", "model_from_dict"]
 
 import dataclasses
 import json
@@ -223,7 +224,8 @@ def _json_value(v: Any) -> Any:
     return repr(v)
 
 
-def _model_to_dict(model: WPPM) -> dict:
+def model_to_dict(model: WPPM) -> dict:
+    """The model's settings as a JSON-ready dict (read back by :func:`model_from_dict`)."""
     d = {f.name: getattr(model, f.name) for f in dataclasses.fields(model)}
     task = dataclasses.asdict(model.task)
     for f in dataclasses.fields(Oddity):  # no lapse term: readable by versions without one
@@ -233,7 +235,9 @@ def _model_to_dict(model: WPPM) -> dict:
     return d
 
 
-def _model_from_dict(d: dict, source: str, written_by: str) -> WPPM:
+def model_from_dict(d: dict, source: str, written_by: str) -> WPPM:
+    """The model of :func:`model_to_dict`; ``source`` and ``written_by`` name the file and
+    the psyphy_pp version that wrote it in the error for settings this version does not know."""
     task_d = dict(d.get("task", {}))
     known = {f.name for f in dataclasses.fields(Oddity)}
     unknown = sorted(set(task_d) - known)
@@ -299,7 +303,7 @@ def save_fit(
         "saved_by": _library_version(),
         "kind": fit.kind,
         "method": fit.method,
-        "model": _model_to_dict(fit.model),
+        "model": model_to_dict(fit.model),
         "normalization": None if fit.normalization is None else fit.normalization.to_dict(),
         "settings": _json_value(fit.settings),
     }
@@ -395,7 +399,7 @@ def load_fit(path: str | os.PathLike) -> SavedFit:
 
 def _fit_from_arrays(arrays: dict[str, np.ndarray], header: dict, source: str,
                      written_by: str) -> SavedFit:
-    model = _model_from_dict(header["model"], source, written_by)
+    model = model_from_dict(header["model"], source, written_by)
     norm = header.get("normalization")
     norm = None if norm is None else Normalization.from_dict(norm)
     data = None

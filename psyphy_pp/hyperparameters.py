@@ -52,7 +52,6 @@ import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 import jax
@@ -60,14 +59,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from psyphy_pp import defaults
-from psyphy_pp._jit import jit
-from psyphy_pp._padding import padded_index
+from psyphy_pp._masked_map import padded_trials, prior_std, programs, structure
 from psyphy_pp._progress import progress
 from psyphy_pp._validation import check_positive
 from psyphy_pp.data import TrialData
 from psyphy_pp.inference import check_model_and_data
 from psyphy_pp.model import SITE_W, WPPM
-from psyphy_pp.optim import init_state, optimizer_step
 
 #: The hyperparameters a grid may vary.
 GRID_NAMES = ("variance_scale", "decay_rate", "basis_degree")
@@ -279,8 +276,8 @@ def select_hyperparameters(
     dtype = jnp.result_type(float)
     trials = [np.asarray(a) for a in (data.refs, data.comparisons, data.responses)]
     sizes = np.bincount(fold, minlength=folds)
-    train = [_padded(trials, fold != k, len(fold) - sizes.min(), dtype) for k in range(folds)]
-    test = [_padded(trials, fold == k, sizes.max(), dtype) for k in range(folds)]
+    train = [padded_trials(trials, fold != k, len(fold) - sizes.min(), dtype) for k in range(folds)]
+    test = [padded_trials(trials, fold == k, sizes.max(), dtype) for k in range(folds)]
     start = time.perf_counter()
     scores = np.empty((len(settings), folds))
     converged = np.empty((len(settings), folds), dtype=bool)
@@ -289,13 +286,13 @@ def select_hyperparameters(
     with progress(len(settings) * folds, "select_hyperparameters", progress_bar) as bar:
         for i, s in enumerate(settings):
             m = dataclasses.replace(model, **s)
-            solve, score = _programs(_structure(m))
+            solve, score = programs(structure(m))
             if m.weights_shape not in centres:  # from fit_map's default start, seed included
                 own = dataclasses.replace(model, basis_degree=m.basis_degree)
                 W0 = own.sample_prior(jax.random.split(jax.random.PRNGKey(seed))[0])[SITE_W]
-                centres[m.weights_shape] = [solve(W0, _std(own, dtype), *train[k], num_steps,
+                centres[m.weights_shape] = [solve(W0, prior_std(own, dtype), *train[k], num_steps,
                                                   tol)[0] for k in range(folds)]
-            std = _std(m, dtype)
+            std = prior_std(m, dtype)
             for k in range(folds):
                 W, steps[i, k], converged[i, k] = solve(
                     centres[m.weights_shape][k], std, *train[k], num_steps, tol)
@@ -310,76 +307,3 @@ def select_hyperparameters(
         steps=steps, best_index=best, best_model=dataclasses.replace(model, **settings[best]),
         folds=fold, seconds=time.perf_counter() - start,
     )
-
-
-def _padded(trials: list[np.ndarray], keep: np.ndarray, size: int, dtype: Any) -> tuple:
-    """``(refs, comps, y, mask)`` of the kept trials, padded to ``size`` (at least
-    their number) the project's one way (:func:`psyphy_pp._padding.padded_index`),
-    with ``mask`` leaving the padding out, so that every fold's arrays have one
-    shape and share one compiled program."""
-    kept = np.flatnonzero(keep)
-    index = kept[padded_index(len(kept), size)]
-    mask = np.arange(size) < len(kept)
-    return (*(jnp.asarray(a[index], dtype) for a in trials), jnp.asarray(mask))
-
-
-def _std(model: WPPM, dtype: Any) -> jax.Array:
-    return jnp.asarray(model.prior_std(), dtype)
-
-
-def _structure(model: WPPM) -> WPPM:
-    """``model`` with its prior hyperparameters at fixed values: the part of the
-    model a compiled program depends on (the prior enters as an argument)."""
-    return dataclasses.replace(model, variance_scale=1.0, decay_rate=1.0)
-
-
-@lru_cache(maxsize=4)
-def _programs(model: WPPM) -> tuple[Any, Any]:
-    """``(solve, score)``, compiled once per model structure.
-
-    ``solve(W0, std, refs, comps, y, mask, num_steps, tol) -> (W, steps, converged)``
-    is :func:`~psyphy_pp.fit_map`'s MAP on the masked trials: the per-trial mean
-    negative log posterior, L-BFGS on whitened weights, stopped by fit_map's rule
-    (no weight moved by more than ``tol`` relative to the largest weight or prior
-    standard deviation over the last 10 steps). ``score(W, refs, comps, y,
-    mask)`` is the mean log-likelihood per unmasked trial.
-    """
-    optimizer = defaults.make_optimizer("lbfgs")
-    window = defaults.CONVERGENCE_WINDOW["lbfgs"]
-
-    def masked_loglik(W, refs, comps, y, mask):
-        loglik = model.log_likelihood({SITE_W: W}, refs, comps, y, devices=None)
-        return jnp.sum(jnp.where(mask, loglik, 0.0))
-
-    def solve(W0, std, refs, comps, y, mask, num_steps, tol):
-        # Whitened weights Z = W / std: the prior is a standard normal and L-BFGS
-        # sees no spread of scales (std spans a factor 600 at decay_rate 0.2,
-        # degree 4). The MAP is the same point.
-        n = jnp.sum(mask)
-
-        def loss(Z):
-            return (0.5 * jnp.sum(Z**2) - masked_loglik(Z * std, refs, comps, y, mask)) / n
-
-        def cond(carry):
-            return (carry[2] < num_steps) & ~carry[4]
-
-        def body(carry):
-            Z, opt_state, t, history, _ = carry
-            Z, opt_state, _ = optimizer_step(loss, Z, opt_state, optimizer)
-            old = history[t % window]  # Z of step t + 1 - window
-            # fit_map's rule, on W: relative to the largest weight or prior std
-            change = jnp.max(jnp.abs(Z - old) * std) / jnp.maximum(
-                jnp.max(jnp.abs(Z) * std), jnp.max(std))
-            done = (t + 1 >= window) & (change <= tol)
-            return Z, opt_state, t + 1, history.at[t % window].set(Z), done
-
-        Z0 = W0 / std
-        history = jnp.broadcast_to(Z0, (window,) + Z0.shape)
-        carry = (Z0, init_state(optimizer, Z0), jnp.asarray(0), history, jnp.asarray(False))
-        Z, _, t, _, done = jax.lax.while_loop(cond, body, carry)
-        return Z * std, t, done
-
-    def score(W, refs, comps, y, mask):
-        return masked_loglik(W, refs, comps, y, mask) / jnp.sum(mask)
-
-    return jit(solve), jit(score)

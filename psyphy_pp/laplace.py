@@ -61,7 +61,8 @@ its threshold bands cover the truth on simulated observers
 
 from __future__ import annotations
 
-__all__ = ["LaplaceResult", "fit_laplace", "gauge_directions", "hessian", "rise_ratio"]
+__all__ = ["LaplaceResult", "fit_laplace", "gauge_directions", "hessian", "off_gauge_eigh",
+           "rise_ratio"]
 
 import logging
 import math
@@ -294,8 +295,19 @@ def rise_ratio(value: Callable[[np.ndarray], float], centre: np.ndarray, factor:
     return float(rise / (0.5 * np.sum(np.square(z))))
 
 
-def _restricted(H: np.ndarray, gauge: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Basis ``B`` of the complement of ``gauge``, and eigenpairs of ``B^T H B``."""
+def off_gauge_eigh(H: np.ndarray, gauge: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The Hessian restricted to the complement of the rotation gauge.
+
+    Args:
+        H: A symmetric ``(n, n)`` Hessian.
+        gauge: Orthonormal gauge directions, shape ``(n, g)`` (:func:`gauge_directions`).
+
+    Returns:
+        ``(B, lam, V)``: an orthonormal basis ``B`` (``(n, n - g)``) of the
+        complement of ``gauge``, and the eigenvalues ``lam`` (ascending) and
+        eigenvectors ``V`` of ``B^T H B``. The Gaussian with zero width along the
+        gauge has covariance factor ``B @ (V / sqrt(lam))``.
+    """
     n, g = gauge.shape
     if g:
         q, _ = np.linalg.qr(np.concatenate([gauge, np.eye(n)], axis=1))
@@ -315,7 +327,7 @@ def _newton_frame(H: np.ndarray, g: np.ndarray, W: np.ndarray):
             "non-finite entries; fit_laplace needs a likelihood with finite second "
             "derivatives"
         )
-    B, lam, V = _restricted(H, gauge_directions(W))
+    B, lam, V = off_gauge_eigh(H, gauge_directions(W))
     if lam[0] <= 0:
         raise ValueError(
             f"the Hessian of the negative log posterior is not positive definite at the "

@@ -289,7 +289,7 @@ def run_on_trials(
     block_size: int,
     fixed_block: bool = False,
 ) -> Array:
-    """Evaluate ``logits`` on trial arrays placed for ``sharding``; jitted on concrete inputs.
+    """Evaluate ``logits`` on trial arrays placed for ``sharding``, through ``jax.jit``.
 
     Args:
         logits: ``logits(W, refs, comparisons, key, trial_index=None, block_size=None)``,
@@ -306,8 +306,13 @@ def run_on_trials(
     Returns:
         The logits, shape ``(N,)``, sharded like ``refs``.
     """
+    # Always through a jit. Traced arguments get the plain jax.jit (compiler
+    # options belong to the outermost jit only): inside an outer jit it is
+    # inlined, and under an eager grad (NumPyro traces its model that way to
+    # initialise) it runs as one compiled call instead of hundreds of separately
+    # compiled primitives.
     args = (W, refs, comparisons, key)
-    run = _run_jit if all(is_concrete(a) for a in args) else _run
+    run = _run_jit if all(is_concrete(a) for a in args) else _run_nested
     return run(logits, sharding, *args, block_size=block_size, fixed_block=fixed_block)
 
 
@@ -354,3 +359,4 @@ def _run(
 
 
 _run_jit = jit(_run, static_argnums=(0, 1), static_argnames=("block_size", "fixed_block"))
+_run_nested = jax.jit(_run, static_argnums=(0, 1), static_argnames=("block_size", "fixed_block"))

@@ -133,6 +133,7 @@ def test_missing_files_and_usage_errors(tmp_path, capsys):
 
 
 @pytest.mark.slow  # ~40 s on 2 cores: a MAP, a Hessian, thresholds and a plot
+@pytest.mark.study  # 80 s in a fresh-clone CI run; make test ran 15.7 minutes with it
 def test_fit_laplace_writes_posterior_and_bands(simulated, capsys):
     out = simulated / "laplace"
     assert main(["fit", str(simulated / "trials.csv"), "--out", str(out), *SMALL_MODEL,

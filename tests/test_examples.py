@@ -39,3 +39,17 @@ def test_nuts_example_runs(tmp_path):
     for name in ("posterior_ellipses.png", "trace_sigma.png", "trace_W.png", "rank_W.png",
                  "compare_svi_scratch.png"):
         assert (tmp_path / name).exists(), name
+
+
+@pytest.mark.study  # 47 s in CI (two subprocesses); test_experiment.py covers resuming
+def test_experiment_loop_example_runs_and_resumes(tmp_path):
+    cmd = [sys.executable, str(EXAMPLES / "experiment_loop.py"), "--trials", "30",
+           "--start-trials", "40", "--block", "10", "--session", str(tmp_path / "s.db"),
+           "--export", str(tmp_path / "t.csv")]
+    first = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr
+    assert "0 trials already told" in first.stdout and "wrote 30 trials" in first.stdout
+    again = subprocess.run(cmd[:3] + ["40"] + cmd[4:], capture_output=True, text=True,
+                           timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert "30 trials already told" in again.stdout and "wrote 40 trials" in again.stdout
