@@ -147,7 +147,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("fit", help="fit the model to a CSV file (MAP; or MAP, then Laplace or NUTS)",
                        description="Fit the WPPM to trials in a CSV file (columns ref_0.., comp_0.., "
                        "response; see psyphy_pp.data). Writes fit.npz, params.npz, summary.txt "
-                       "and an ArviZ netCDF file into --out.")
+                       "and an ArviZ netCDF file into --out. A file with a 'subject' (or "
+                       "'observer') column naming several observers is fitted by the "
+                       "hierarchical WPPM (a shared field plus a deviation per observer): "
+                       "one fit_observer_<i>.npz per observer and fit_population.npz.")
     p.add_argument("data", type=Path, help="CSV file of trials")
     p.add_argument("--out", type=Path, help="output directory (default: DATA without .csv, + _fit)")
     p.add_argument("--method", choices=("map", "laplace", "nuts"), default="map",

@@ -259,14 +259,14 @@ def test_learnt_tau_fits_and_svi_equals_scratch(problem):
 def test_evidence_hessian_blocks_match_jax_hessian(problem):
     """The likelihood Hessian blocks of the tau search equal jax.hessian of each
     observer's log-likelihood through the base WPPM's own code (float32, 1e-3 relative)."""
-    from psyphy_pp.hierarchical import _likelihood_hessians
+    from psyphy_pp.hierarchical._map import likelihood_hessians
 
     base, data, parts = problem
     hmodel = pp.HierarchicalWPPM(base=base)
     params = hmodel.sample_prior(jax.random.PRNGKey(0), 3)
     Ws = hmodel.observer_weights(params)
     dt = Ws.dtype
-    _, L = _likelihood_hessians(hmodel, np.asarray(data.refs, dt), np.asarray(data.comparisons, dt),
+    _, L = likelihood_hessians(hmodel, np.asarray(data.refs, dt), np.asarray(data.comparisons, dt),
                                 np.asarray(data.responses, dt), np.asarray(data.observer), Ws)
     for s, part in enumerate(parts):
         def nll(W, part=part):
