@@ -9,6 +9,7 @@ Examples:
 from psyphy_pp import defaults as defaults
 from psyphy_pp import designs as designs
 from psyphy_pp import placement as placement
+from psyphy_pp._version import __version__ as __version__
 from psyphy_pp.arviz_io import to_arviz as to_arviz
 from psyphy_pp.data import TrialData as TrialData
 from psyphy_pp.diagnostics import FitComparison as FitComparison
@@ -47,8 +48,6 @@ from psyphy_pp.thresholds import psychometric_curves as psychometric_curves
 from psyphy_pp.thresholds import thresholds as thresholds
 from psyphy_pp.validation import Validation as Validation
 from psyphy_pp.validation import validate as validate
-
-__version__ = "0.1.0"
 
 __all__ = [
     "WPPM",

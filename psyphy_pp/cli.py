@@ -80,6 +80,7 @@ from psyphy_pp._cli_common import (
 from psyphy_pp._cli_common import (
     normalization_from_args as _normalization,
 )
+from psyphy_pp._version import __version__
 from psyphy_pp.cli_experiment import add_experiment_parser, run_experiment
 from psyphy_pp.defaults import (
     DEFAULT_LEARNING_RATES,
@@ -582,7 +583,7 @@ def _summary(args: argparse.Namespace, data: Any, fit: Any, result: Any, t_map: 
     else:
         verdict = "converged" if fit.converged else "NOT converged"
     lines = [
-        f"psyphy_pp {pp_version()} fit of {args.data}",
+        f"psyphy_pp {__version__} fit of {args.data}",
         f"data: {data.num_trials} trials, input_dim {data.input_dim}, "
         f"{len(data.unique_refs())} distinct references, {data.responses.mean():.1%} correct",
         "units: " + ("model units [-1, 1]" if norm is None else
@@ -637,13 +638,6 @@ def _lapse_line(model: Any, fit: Any, result: Any) -> str:
         text += f"; posterior median {lapse_summary(result).split('=', 1)[1]}"
     a, b = model.task.lapse_prior
     return text + f" (Beta({a:g}, {b:g}) prior; thresholds are those of the perceptual field)"
-
-
-def pp_version() -> str:
-    """The installed psyphy_pp version."""
-    from psyphy_pp import __version__
-
-    return __version__
 
 
 def _reference_points(saved: Any, grid_size: int | None) -> np.ndarray:

@@ -71,6 +71,7 @@ from psyphy_pp._masked_map import (
     structure,
 )
 from psyphy_pp._validation import check_choice, check_nonnegative, check_positive
+from psyphy_pp._version import __version__
 from psyphy_pp.data import TrialData
 from psyphy_pp.fitio import model_from_dict, model_to_dict
 from psyphy_pp.model import SITE_W, WPPM
@@ -252,7 +253,7 @@ class Experiment:
             meta = {"model": model_to_dict(model), "input_dim": model.input_dim,
                     "settings": settings, "created_at": time.time(),
                     "normalization": None if normalization is None else normalization.to_dict(),
-                    "psyphy_pp_version": _version()}
+                    "psyphy_pp_version": __version__}
             self._store = TrialStore(path, timeout=timeout, create=True, meta=meta)
             self.model, self.settings, self.normalization = model, settings, normalization
 
@@ -597,7 +598,3 @@ def _check_model(model: WPPM) -> None:
                          f"got task {model.task!r}")
 
 
-def _version() -> str:
-    from psyphy_pp import __version__
-
-    return __version__

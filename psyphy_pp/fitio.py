@@ -40,6 +40,7 @@ import numpy as np
 
 from psyphy_pp._files import atomic_path, not_a_file_of, read_npz
 from psyphy_pp._typing import Params
+from psyphy_pp._version import __version__
 from psyphy_pp.data import TrialData
 from psyphy_pp.model import SITE_LAPSE, SITE_W, WPPM
 from psyphy_pp.normalization import Normalization
@@ -55,12 +56,6 @@ _KINDS = ("point", "posterior")
 
 class IncompatibleFitError(ValueError):
     """A fit file was written in a format version this psyphy_pp cannot read."""
-
-
-def _library_version() -> str:
-    import psyphy_pp
-
-    return str(psyphy_pp.__version__)
 
 
 @dataclass(frozen=True)
@@ -148,7 +143,7 @@ class SavedFit:
             params[SITE_LAPSE] = lam
         object.__setattr__(self, "params", params)
         if not self.library_version:
-            object.__setattr__(self, "library_version", _library_version())
+            object.__setattr__(self, "library_version", __version__)
 
     def __repr__(self) -> str:
         kind = (f"posterior draws {self.sample_shape}" if self.kind == "posterior"
@@ -246,7 +241,7 @@ def model_from_dict(d: dict, source: str, written_by: str) -> WPPM:
     if unknown or unknown_model:
         raise IncompatibleFitError(
             f"{source} was written by psyphy_pp {written_by} with model settings this psyphy_pp "
-            f"{_library_version()} does not know ({', '.join(unknown_model + unknown)}); "
+            f"{__version__} does not know ({', '.join(unknown_model + unknown)}); "
             "open it with the psyphy_pp version that wrote it"
         )
     model_d = {k: v for k, v in d.items() if k != "task"}
@@ -300,7 +295,7 @@ def save_fit(
         "format": FIT_FORMAT,
         "format_version": FIT_FORMAT_VERSION,
         "library_version": fit.library_version,
-        "saved_by": _library_version(),
+        "saved_by": __version__,
         "kind": fit.kind,
         "method": fit.method,
         "model": model_to_dict(fit.model),
@@ -383,7 +378,7 @@ def load_fit(path: str | os.PathLike) -> SavedFit:
                 "open it with the psyphy_pp version that wrote it, or refit")
         raise IncompatibleFitError(
             f"{source} was written by psyphy_pp {written_by} in fit format version "
-            f"{version}; this psyphy_pp {_library_version()} reads fit format version "
+            f"{version}; this psyphy_pp {__version__} reads fit format version "
             f"{FIT_FORMAT_VERSION} only; {hint}"
         )
     try:
