@@ -63,7 +63,7 @@ def add_experiment_parser(sub: argparse._SubParsersAction) -> None:
                          "records a CSV of responses (trial_id, response), export writes the "
                          "told trials as a TrialData CSV, status summarises a session.")
     cmds = exp.add_subparsers(dest="experiment_command", metavar="ACTION",
-                              parser_class=type(exp))
+                              parser_class=type(exp), required=True)
     p = cmds.add_parser("ask", help="the next trials, as CSV (creates the session if missing)")
     p.add_argument("session", type=Path, help="the session file (SQLite)")
     p.add_argument("-n", type=int, default=20, help="how many trials (default 20)")
@@ -99,9 +99,7 @@ def add_experiment_parser(sub: argparse._SubParsersAction) -> None:
 
 def run_experiment(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """Run ``psyphy-pp experiment ACTION``; returns the exit code."""
-    action = getattr(args, "experiment_command", None)
-    if action is None:
-        raise ValueError("experiment needs an action: ask, tell, export or status")
+    action = args.experiment_command  # required by the parser: a missing one exits 2
     if action in ("ask", "tell"):
         _compilation_cache()
     if action == "ask":

@@ -362,3 +362,5 @@ def test_cli_drives_a_session_through_files(tmp_path, monkeypatch, capsys):
     missing.write_text("id,answer\n1,1\n")
     assert main(["experiment", "tell", str(db), str(missing)]) == 1
     assert "missing column(s) trial_id, response" in capsys.readouterr().err
+    assert main(["experiment"]) == 2  # no action: a usage error
+    assert "required: ACTION" in capsys.readouterr().err
