@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["grid_points", "grid_design", "box_distances", "probe_design"]
+__all__ = ["grid_points", "grid_design", "box_distances", "edge_distance", "probe_design"]
 
 import jax
 import jax.numpy as jnp
@@ -61,6 +61,27 @@ def grid_design(
     return refs, np.clip(comps, -1.0, 1.0)
 
 
+def edge_distance(points: np.ndarray, dirs: np.ndarray) -> np.ndarray:
+    """Distance from points to the edge of ``[-1, 1]^D`` along directions, row by row.
+
+    Args:
+        points: Points inside the box, shape ``(..., D)``.
+        dirs: Unit directions, broadcastable against ``points``.
+
+    Returns:
+        The distances, shape of the broadcast without the last axis (0 where a
+        point sits on the edge and its direction points out).
+
+    Examples:
+        >>> edge_distance(np.array([[0.5, 0.0]]), np.array([[1.0, 0.0]])).tolist()
+        [0.5]
+    """
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lim = np.where(dirs > 0, (1.0 - points) / dirs,
+                       np.where(dirs < 0, (-1.0 - points) / dirs, np.inf))
+    return np.clip(lim.min(axis=-1), 0.0, None)
+
+
 def box_distances(refs: np.ndarray, dirs: np.ndarray) -> np.ndarray:
     """Distance from each reference to the edge of ``[-1, 1]^D`` along each direction.
 
@@ -76,11 +97,7 @@ def box_distances(refs: np.ndarray, dirs: np.ndarray) -> np.ndarray:
         >>> box_distances(np.zeros((1, 2)), np.array([[1.0, 0.0], [0.6, 0.8]])).round(3)
         array([[1.  , 1.25]])
     """
-    r = refs[:, None, :]
-    e = np.broadcast_to(dirs[None], (refs.shape[0],) + dirs.shape)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        lim = np.where(e > 0, (1.0 - r) / e, np.where(e < 0, (-1.0 - r) / e, np.inf))
-    return np.clip(np.min(lim, axis=-1), 0.0, None)
+    return edge_distance(refs[:, None, :], dirs[None])
 
 
 def probe_design(refs: np.ndarray, directions: np.ndarray, levels: np.ndarray,

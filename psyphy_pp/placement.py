@@ -67,7 +67,7 @@ from psyphy_pp._masked_map import logit_jacobian, logit_slopes, prior_std, struc
 from psyphy_pp._typing import Array, Params, PRNGKey
 from psyphy_pp._validation import check_choice, check_positive
 from psyphy_pp.basis import tensor_basis
-from psyphy_pp.designs import grid_points
+from psyphy_pp.designs import edge_distance, grid_points
 from psyphy_pp.field import covariance, prior_variances
 from psyphy_pp.model import SITE_W, WPPM
 from psyphy_pp.thresholds import threshold_directions, thresholds
@@ -131,14 +131,6 @@ def prior_noise_sd(model: WPPM, x: np.ndarray) -> np.ndarray:
     return np.sqrt(cols * (phi**2 @ v) + model.diag_term)
 
 
-def _reach(refs: np.ndarray, dirs: np.ndarray) -> np.ndarray:
-    """Distance from each reference to the edge of the box along its own unit direction."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        lim = np.where(dirs > 0, (1.0 - refs) / dirs,
-                       np.where(dirs < 0, (-1.0 - refs) / dirs, np.inf))
-    return np.clip(lim.min(axis=-1), 0.0, None)
-
-
 def place_comparisons(refs: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     """``refs + offsets``, kept inside ``[-1, 1]^D`` (module docstring).
 
@@ -159,7 +151,7 @@ def place_comparisons(refs: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     offsets = np.asarray(offsets, np.float64)
     length = np.linalg.norm(offsets, axis=-1)
     dirs = offsets / np.where(length > 0, length, 1.0)[:, None]
-    ahead, behind = _reach(refs, dirs), _reach(refs, -dirs)
+    ahead, behind = edge_distance(refs, dirs), edge_distance(refs, -dirs)
     flip = (ahead < length) & (behind > ahead)
     dirs = np.where(flip[:, None], -dirs, dirs)
     room = np.where(flip, behind, ahead)
