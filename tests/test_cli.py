@@ -300,14 +300,14 @@ def test_sigint_saves_a_checkpoint_and_resume_ends_where_an_uninterrupted_fit_do
     csv = tmp_path / "t.csv"
     assert main(["simulate", str(csv), *SMALL_MODEL, "--grid-size", "2",
                  "--trials-per-ref", "20"]) == 0
-    fit = [*SMALL_MODEL, "--optimizer", "adam", "--tol", "0", "--num-steps", "4000"]
+    fit = [*SMALL_MODEL, "--optimizer", "adam", "--tol", "0", "--num-steps", "1000"]
     proc = subprocess.Popen([sys.executable, "-m", "psyphy_pp.cli", "fit", str(csv), "--out",
                              str(tmp_path / "part"), *fit],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     seen = b""
     while proc.poll() is None:  # wait until the progress bar shows some steps
         seen += proc.stderr.read1(256) if hasattr(proc.stderr, "read1") else proc.stderr.read(1)
-        steps = [int(m) for m in re.findall(rb"\| *(\d+)/4000", seen)]
+        steps = [int(m) for m in re.findall(rb"\| *(\d+)/1000", seen)]
         if steps and steps[-1] >= 50:
             proc.send_signal(signal.SIGINT)
             break
@@ -315,11 +315,11 @@ def test_sigint_saves_a_checkpoint_and_resume_ends_where_an_uninterrupted_fit_do
     assert proc.returncode == 130, (seen + rest).decode()[-2000:]
     assert b"continue with: psyphy-pp fit" in rest
     part = pp.load_fit(tmp_path / "part" / "fit.npz")
-    assert 50 <= part.settings["num_steps_run"] < 4000
+    assert 50 <= part.settings["num_steps_run"] < 1000
     assert (tmp_path / "part" / "checkpoint.npz").exists()
     assert "INTERRUPTED" in (tmp_path / "part" / "summary.txt").read_text()
 
-    # tol 0: both runs take all 4000 steps, so both end "not converged" (exit 3).
+    # tol 0: both runs take all 1000 steps, so both end "not converged" (exit 3).
     assert main(["fit", str(csv), "--resume", str(tmp_path / "part"), *fit, "--no-progress"]) == 3
     assert main(["fit", str(csv), "--out", str(tmp_path / "whole"), *fit, "--no-progress"]) == 3
     W_resumed = np.asarray(pp.load_fit(tmp_path / "part" / "fit.npz").params["W"])

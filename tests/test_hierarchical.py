@@ -1,10 +1,10 @@
 """The hierarchical WPPM: limits against single-observer fits, files, errors, tools.
 
-The default tests check files, the observer index and errors, and run one short
-fit at a fixed tau through the tools (per-observer views, files, to_arviz). The
-other checks that fit (limits against single-observer fits, learnt tau,
-Laplace, NUTS, the CLI, plots) are studies (``make test-studies``): each
-compiles for 15-80 s on this 2-core machine, over what the default suite can add.
+The default tests (files, observer index, errors) compile nothing. Every check
+that fits (limits against single-observer fits, the tools, learnt tau, Laplace,
+NUTS, the CLI, plots) is a study (``make test-studies``): even the smallest
+hierarchical fit (the tools check, 35 s in a fresh-clone ``make test``) is over
+what the default suite can add.
 """
 
 from __future__ import annotations
@@ -213,7 +213,7 @@ def test_bad_model_arguments_are_refused():
         pp.fit_map(pp.HierarchicalWPPM(base=base), data, learning_rate=1e-3)
 
 
-# The default suite's one hierarchical fit (15-30 s here): the fit path, the views, to_arviz.
+@pytest.mark.study  # 35 s in a fresh-clone make test: it put the suite over 15 minutes
 def test_observer_and_population_views_work_with_the_tools(small, tmp_path):
     """Per-observer and population fits are ordinary SavedFits: thresholds and files work;
     to_arviz names the observer dimension by the observer names, and its log-likelihood
