@@ -843,9 +843,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _UsageExit as stop:
         return stop.code
     if args.version:
-        import psyphy_pp
-
-        print(f"{PROG} {psyphy_pp.__version__}")
+        print(f"{PROG} {__version__}")
         return 0
     if args.command is None:
         parser.print_help()

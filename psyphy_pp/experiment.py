@@ -11,9 +11,10 @@
 How trials are placed (:mod:`psyphy_pp.placement`). The first ``start_trials``
 come from a space-filling design (scrambled Sobol, or a grid). Once they are
 told, the session fits the MAP (the objective of :func:`~psyphy_pp.fit_map`)
-and a Laplace posterior at it, and every later ``ask`` scores random candidate
-trials by the expected information gain of their responses about the field,
-on draws of that posterior, and returns the best. The fit is renewed in
+and a Gauss-Newton Laplace posterior at it, and every later ``ask`` scores
+random candidate trials by the expected drop in the posterior variance of the
+readout thresholds (``strategy="thresholds"``, the default) or by the expected
+information gain of their responses (``"information"``), and returns the best. The fit is renewed in
 ``tell`` every ``refit_every`` trials, warm-started from the previous MAP.
 
 Time. ``ask`` stops scoring candidates after ``time_budget`` seconds and takes

@@ -410,15 +410,14 @@ def _ignore_key(loss: Any, params: Params, key: PRNGKey) -> Array:
     return loss(params)
 
 
-_LOSSES: dict = {}
-
-
 def _loss_fn(model: HierarchicalWPPM) -> Any:
     """``loss(refs, comps, y, obs, tau, u)``, one function object per model (jit cache hits)."""
-    shared = canonical(model)
-    if shared not in _LOSSES:
-        _LOSSES[shared] = functools.partial(loss_at_tau, shared)
-    return _LOSSES[shared]
+    return _shared_loss(canonical(model))
+
+
+@functools.lru_cache(maxsize=8)
+def _shared_loss(model: HierarchicalWPPM) -> Any:
+    return functools.partial(loss_at_tau, model)
 
 
 def canonical(model: HierarchicalWPPM) -> HierarchicalWPPM:
