@@ -11,8 +11,8 @@ plots) written to ``--output-dir``. It ends with ``compare_fits`` of an SVI MAP
 against the hand-written MAP loop (same seed and likelihood: they agree).
 
 The model's default likelihood is the deterministic quadrature (8 x 4 nodes);
-``fit_nuts`` samples with its finer 16 x 8 rule, accurate where P(correct) is
-close to 1, and says so.
+``fit_nuts`` samples with it too (it integrates 1 - P(correct) directly, so it
+stays accurate where P(correct) is close to 1), and says so.
 
 Run ``python examples/nuts_example.py`` (about 3-4 minutes on 2 busy CPU cores;
 ``--num-warmup 200 --num-samples 200`` for a quicker look).
@@ -75,7 +75,7 @@ def main(argv=None):
     t0 = time.perf_counter()
     fit = pp.fit_map(model, data, num_steps=args.num_steps, seed=args.seed, progress_bar=progress)
     t1 = time.perf_counter()
-    # ... then NUTS from the MAP, with the quadrature's finer rule (fit_nuts picks it).
+    # ... then NUTS from the MAP, on the same quadrature (fit_nuts says which in task_note).
     post = pp.fit_nuts(model, data, init_params=fit.params, num_warmup=args.num_warmup,
                        num_samples=args.num_samples, num_chains=args.num_chains,
                        target_accept_prob=args.target_accept_prob, seed=args.seed,

@@ -8,10 +8,9 @@ own copy:
   otherwise. :func:`task_for` turns a model's task into the one used for a
   given purpose (MAP fit, NUTS, thresholds, simulation).
 * **Node counts.** The MAP-grade quadrature rules (:data:`QUADRATURE_ANGLES` x
-  :data:`QUADRATURE_RADIAL` in 2D, :data:`POLAR_NODES` in 3D) and the finer
-  rules NUTS uses (:data:`NUTS_ANGLES`, :data:`NUTS_RADIAL`,
-  :data:`NUTS_POLAR_NODES`), and the smallest fixed-noise Monte Carlo sample
-  count (:data:`MIN_FIXED_NOISE_SAMPLES`).
+  :data:`QUADRATURE_RADIAL` in 2D, :data:`POLAR_NODES` in 3D), the finer 3D
+  rule NUTS uses (:data:`NUTS_POLAR_NODES`), and the smallest fixed-noise Monte
+  Carlo sample count (:data:`MIN_FIXED_NOISE_SAMPLES`).
 * **Optimiser.** :func:`optimizer_name` resolves ``optimizer="auto"``: L-BFGS
   (``optax.lbfgs``, a zoom line search) on a deterministic likelihood, Adam on
   fresh-noise Monte Carlo. :func:`make_optimizer` builds the named optimisers;
@@ -33,8 +32,6 @@ __all__ = [
     "QUADRATURE_ANGLES",
     "QUADRATURE_RADIAL",
     "POLAR_NODES",
-    "NUTS_ANGLES",
-    "NUTS_RADIAL",
     "NUTS_POLAR_NODES",
     "MIN_FIXED_NOISE_SAMPLES",
     "PURPOSES",
@@ -67,13 +64,11 @@ QUADRATURE_ANGLES = 8
 QUADRATURE_RADIAL = 4
 #: 3D polar rule of MAP fits (384 nodes; mean error ~7e-4 in P(correct)).
 POLAR_NODES = (4, 4, 2, 4, 3)
-#: NUTS's finer 2D rule: accurate where P(correct) is close to 1, which NUTS
-#: meets in the tails of the posterior (the 8 x 4 rule erred by up to ~27 nats
-#: in the log density there on P-small, and NUTS diverged).
-NUTS_ANGLES = 16
-#: NUTS's finer 2D rule, radial nodes.
-NUTS_RADIAL = 8
-#: NUTS's finer 3D rule (1,728 nodes; mean error ~1e-4).
+#: NUTS's finer 3D rule (1,728 nodes; mean error ~1e-4). In 2D NUTS samples with
+#: the MAP-grade rule: since ``1 - P(correct)`` is integrated directly, its log
+#: density differs from a 32 x 16 rule's by a spread (sd over draws) of ~0.01 nats
+#: at Laplace draws of P-small and of a 6,000-trial degree-4 observer, and 16 x 8
+#: cost 4 times as much per gradient (``docs/inference.md``).
 NUTS_POLAR_NODES = (4, 6, 3, 6, 4)
 #: The fewest fixed-noise Monte Carlo samples used where a deterministic
 #: likelihood is needed and no quadrature exists (``input_dim`` 1 or > 3).
@@ -99,10 +94,10 @@ def task_for(purpose: str, task: Oddity, input_dim: int) -> Oddity:
     * ``"nuts"`` and ``"thresholds"`` need a deterministic log density. A
       fresh-noise Monte Carlo task becomes the quadrature where it exists, and
       otherwise fixed-noise Monte Carlo with at least
-      :data:`MIN_FIXED_NOISE_SAMPLES` samples (same bandwidth and seed). NUTS
-      also swaps the default MAP-grade quadrature for its finer rule
-      (:data:`NUTS_ANGLES` x :data:`NUTS_RADIAL`, :data:`NUTS_POLAR_NODES`);
-      any other deterministic task is used as it is.
+      :data:`MIN_FIXED_NOISE_SAMPLES` samples (same bandwidth and seed). In
+      3D NUTS also swaps the default MAP-grade polar rule for
+      :data:`NUTS_POLAR_NODES`; any other deterministic task, the 2D default
+      quadrature included, is used as it is.
     * ``"simulate"``: fresh-noise Monte Carlo gets at least
       :data:`MIN_FIXED_NOISE_SAMPLES` samples; other tasks are used as they are.
 
@@ -118,7 +113,9 @@ def task_for(purpose: str, task: Oddity, input_dim: int) -> Oddity:
     Examples:
         >>> from psyphy_pp import Oddity
         >>> task_for("nuts", Oddity(), 2)
-        Oddity(method='quadrature', quadrature_rule='semianalytic', num_angles=16, num_radial=8, polar_nodes=(4, 6, 3, 6, 4))
+        Oddity(method='quadrature', quadrature_rule='semianalytic', num_angles=8, num_radial=4, polar_nodes=(4, 4, 2, 4, 3))
+        >>> task_for("nuts", Oddity(), 3).polar_nodes
+        (4, 6, 3, 6, 4)
         >>> task_for("thresholds", Oddity(method="mc", num_samples=500), 1)
         Oddity(method='mc', num_samples=2000, bandwidth=0.01, fixed_noise=True, noise_seed=0, generator='hash')
     """
@@ -148,9 +145,8 @@ def _perceptual_task_for(purpose: str, task: Oddity, input_dim: int) -> Oddity:
                 num_samples=max(MIN_FIXED_NOISE_SAMPLES, task.num_samples),
             )
         task = default_quadrature
-    if purpose == "nuts" and task == default_quadrature:
-        return Oddity(method="quadrature", num_angles=NUTS_ANGLES, num_radial=NUTS_RADIAL,
-                      polar_nodes=NUTS_POLAR_NODES)
+    if purpose == "nuts" and input_dim == 3 and task == default_quadrature:
+        return dataclasses.replace(task, polar_nodes=NUTS_POLAR_NODES)
     return task
 
 

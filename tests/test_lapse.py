@@ -125,7 +125,7 @@ def test_prob_correct_includes_the_lapse_and_thresholds_do_not():
 def test_deterministic_tasks_keep_the_lapse_settings():
     task = pp.Oddity(method="mc", lapse_rate="learn", lapse_prior=(3, 30))
     nuts_task = pp.nuts.deterministic_task(task, 2)
-    assert nuts_task.num_angles == pp.nuts.NUTS_QUADRATURE.num_angles
+    assert nuts_task.method == "quadrature" and nuts_task.deterministic
     assert (nuts_task.lapse_rate, nuts_task.lapse_prior) == ("learn", (3.0, 30.0))
     assert not threshold_task(task, 2).has_lapse
 
