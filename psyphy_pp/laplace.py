@@ -33,9 +33,9 @@ along the gauge.
 
 What it costs and how good it is. One Hessian is ``n`` Hessian-vector products
 (``n = W.size``: 54 for P-small, 150 for a degree-4 2D model), in batches of
-:data:`HVP_BATCH`. On a 6,000-trial degree-4 observer on 2 CPU cores, the MAP
-took 19 s and :func:`fit_laplace` after it 29 s (13 s of it compilation, two
-Hessians: at the MAP, and at the centre after the Newton steps).
+:data:`HVP_BATCH`. On a 6,000-trial degree-4 observer on 2 CPU cores,
+:func:`fit_laplace` took 41 s in all, the MAP, compilation and two Hessians (at
+the MAP, and at the centre after the Newton steps) included.
 
 Exactness. The semi-analytic quadrature rule (the 2D default) places its
 radial nodes by the trial's parameters and holds that placement fixed under
