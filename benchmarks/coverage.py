@@ -37,7 +37,7 @@ Options: ``--nuts`` also runs ``pp.fit_nuts(model, data,
 init_params=post.map_fit.params, num_warmup=500, num_samples=500,
 num_chains=2)`` per observer (about 30 min each on 2 cores) and reports the same
 columns; ``--bootstrap K`` adds a parametric bootstrap of the MAP on the first K
-observers (``fit_map`` refits, warm-started at the MAP, to data simulated from
+observers (``fit_map_scratch`` refits, warm-started at the MAP, to data simulated from
 the MAP fit, as many as fit in that observer's Laplace wall time); ``--quick``
 is a smoke test (2 observers, 600 trials, basis degree 2, small NUTS runs).
 
@@ -217,6 +217,17 @@ def run_fit(fn):
     return result, {"wall_s": round(wall, 2), "warnings": msgs, "error": error}
 
 
+def sigma_convergence(post) -> dict:
+    """Max r_hat and min ess_bulk of ``Sigma`` at the references (ArviZ), for NUTS."""
+    import arviz as az
+
+    import psyphy_pp as pp
+
+    summ = az.summary(pp.to_arviz(post), var_names=["Sigma"], kind="diagnostics",
+                      round_to="none")
+    return {"max_rhat": float(summ["r_hat"].max()), "min_ess_bulk": float(summ["ess_bulk"].min())}
+
+
 def posterior_thresholds(model, W, refs, num_directions: int, num_draws: int):
     import psyphy_pp as pp
 
@@ -240,7 +251,7 @@ def bootstrap(model, data, post, seed: int, budget_s: float, min_refits: int = 2
     while b < min_refits or time.perf_counter() - t0 < budget_s:
         sim = pp.simulate(model, centre, data.refs, data.comparisons,
                           key=jax.random.fold_in(key, b))
-        refit = pp.fit_map(model, sim, init_params=centre, progress_bar=False)
+        refit = pp.fit_map_scratch(model, sim, init_params=centre, progress_bar=False)
         Ws.append(np.asarray(refit.params["W"]))
         b += 1
     return np.stack(Ws), b
@@ -286,6 +297,7 @@ def observer_run(seed: int, design: str, args, with_bootstrap: bool = False) -> 
             row["nuts"] = ninfo
             if nuts is not None:
                 ninfo["divergences"] = int(nuts.num_divergences)
+                ninfo.update(sigma_convergence(nuts))
                 th = posterior_thresholds(nuts.model, nuts.samples["W"], refs,
                                           args.num_directions, args.draws)
                 ninfo.update(score(th, true_dist, mask))
@@ -372,6 +384,9 @@ def format_observers(rows: list[dict], methods: list[str]) -> str:
                              + f", Newton {info['newton_steps']}")
             if "divergences" in info:
                 notes.append(f"{info['divergences']} divergences")
+            if "max_rhat" in info:
+                notes.append(f"Sigma r_hat <= {info['max_rhat']:.3f}, "
+                             f"ess_bulk >= {info['min_ess_bulk']:.0f}")
             if "refits" in info:
                 notes.append(f"{info['refits']} refits")
             if info.get("warnings"):

@@ -43,14 +43,17 @@ def test_tiny_run_prints_the_coverage_table(tmp_path, capsys):
     out_json, out_png = tmp_path / "coverage.json", tmp_path / "coverage.png"
     rc = coverage.main(["--quick", "--observers", "1", "--trials", "200", "--basis-degree", "1",
                         "--draws", "20", "--readout-grid", "3", "--num-directions", "8",
-                        "--json", str(out_json), "--figure", str(out_png)])
+                        "--nuts", "--nuts-warmup", "20", "--nuts-samples", "20",
+                        "--bootstrap", "1", "--json", str(out_json), "--figure", str(out_png)])
     assert rc == 0
     lines = capsys.readouterr().out.splitlines()
     start = lines.index("| " + " | ".join(coverage.TABLE_COLUMNS) + " |")
     rows = [line.strip("|").split(" | ") for line in lines[start + 2:] if line.startswith("|")]
-    assert [r[0].strip() for r in rows] == ["laplace"] * len(coverage.PROBS)  # one design
+    methods = ["laplace", "nuts", "bootstrap"]  # one design
+    assert [r[0].strip() for r in rows] == [m for m in methods for _ in coverage.PROBS]
     col = coverage.TABLE_COLUMNS.index("coverage")
-    assert [float(r[coverage.TABLE_COLUMNS.index("nominal")]) for r in rows] == list(coverage.PROBS)
+    nominal = [float(r[coverage.TABLE_COLUMNS.index("nominal")]) for r in rows]
+    assert nominal == list(coverage.PROBS) * len(methods)
     assert all(0.0 <= float(r[col]) <= 1.0 for r in rows)
 
     record = json.loads(out_json.read_text())
@@ -58,8 +61,12 @@ def test_tiny_run_prints_the_coverage_table(tmp_path, capsys):
     (obs,) = record["observers"]
     assert obs["seed"] == 0 and obs["design"] == "grid" and obs["laplace"]["error"] is None
     assert obs["laplace"]["used"] + obs["dropped"] == 9 * 8
+    assert obs["nuts"]["error"] is None and obs["nuts"]["max_rhat"] >= 1.0
+    assert obs["nuts"]["min_ess_bulk"] > 0 and obs["nuts"]["used"] == obs["laplace"]["used"]
+    assert obs["bootstrap"]["error"] is None and obs["bootstrap"]["refits"] >= 2
     for s in record["summary"]:
         assert 0.0 <= s["coverage"] <= 1.0 and 0.0 <= s["obs_min"] <= s["obs_max"] <= 1.0
-    covered = [s["coverage"] for s in record["summary"]]
-    assert covered == sorted(covered)  # nested bands: wider bands cover at least as much
+    for m in methods:
+        covered = [s["coverage"] for s in record["summary"] if s["method"] == m]
+        assert covered == sorted(covered), m  # nested bands: wider bands cover at least as much
     assert out_png.stat().st_size > 0
