@@ -6,7 +6,7 @@ references and 240 trials each (N = 6,000), truth drawn from the prior (seed
 
 Measured and printed, for ``fit_nuts`` at the given warmup and draws:
 
-* wall time, split into the first call's compilation and the sampling;
+* wall time of ``fit_nuts``, compilation included;
 * the cost of one gradient of the log density, timed on its own (jitted, the
   same likelihood NUTS uses, and the 16 x 8 rule NUTS used before, for the
   ratio), and the number of gradients (leapfrog steps) per
