@@ -68,6 +68,17 @@ def gradient_seconds(model, params, data, repeats: int = 20) -> float:
     return float(np.median(times))
 
 
+def sigma_convergence(post) -> dict:
+    """Max r_hat and min ess_bulk of ``Sigma`` at the references (ArviZ) of a NUTS run."""
+    import arviz as az
+
+    import psyphy_pp as pp
+
+    summ = az.summary(pp.to_arviz(post), var_names=["Sigma"], kind="diagnostics",
+                      round_to="none")
+    return {"max_rhat": float(summ["r_hat"].max()), "min_ess_bulk": float(summ["ess_bulk"].min())}
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--num-warmup", type=int, default=200)
@@ -75,7 +86,6 @@ def main(argv=None) -> dict:
     parser.add_argument("--trials-per-ref", type=int, default=240)
     args = parser.parse_args(argv)
 
-    import arviz as az
     import jax
     import numpy as np
     import numpyro
@@ -98,9 +108,8 @@ def main(argv=None) -> dict:
                        num_samples=args.num_draws, num_chains=2, progress_bar=False)
     t_nuts = time.perf_counter() - t0
     steps = post.sample_stats["num_steps"]
-    idata = pp.to_arviz(post)
-    summ = az.summary(idata, var_names=["Sigma"], kind="diagnostics", round_to="none")
-    rhat, ess = float(summ["r_hat"].max()), float(summ["ess_bulk"].min())
+    conv = sigma_convergence(post)
+    rhat, ess = conv["max_rhat"], conv["min_ess_bulk"]
     iters = 2 * (args.num_warmup + args.num_draws)
     out = dict(
         num_trials=data.num_trials, weights=int(np.prod(model.weights_shape)),

@@ -67,6 +67,8 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.bench_nuts import sigma_convergence
+
 ROOT = Path(__file__).resolve().parents[1]
 PROBS = (0.5, 0.8, 0.9, 0.95)
 DESIGNS = ("grid", "sobol")
@@ -215,17 +217,6 @@ def run_fit(fn):
     wall = time.perf_counter() - t0
     msgs = [f"{w.category.__name__}: {w.message}" for w in caught] + handler.messages
     return result, {"wall_s": round(wall, 2), "warnings": msgs, "error": error}
-
-
-def sigma_convergence(post) -> dict:
-    """Max r_hat and min ess_bulk of ``Sigma`` at the references (ArviZ), for NUTS."""
-    import arviz as az
-
-    import psyphy_pp as pp
-
-    summ = az.summary(pp.to_arviz(post), var_names=["Sigma"], kind="diagnostics",
-                      round_to="none")
-    return {"max_rhat": float(summ["r_hat"].max()), "min_ess_bulk": float(summ["ess_bulk"].min())}
 
 
 def posterior_thresholds(model, W, refs, num_directions: int, num_draws: int):
