@@ -198,7 +198,8 @@ def with_deterministic_task(model: WPPM, task: Oddity | None = None, *,
     if new == model.task:
         return model, f"the model's own task (deterministic): {model.task!r}"
     if new.method == "quadrature":
-        why = ("the quadrature, with NUTS's finer rule in 3D; no Monte Carlo noise")
+        finer = ", with NUTS's finer polar rule" if model.input_dim == 3 else ""
+        why = f"the quadrature{finer}; no Monte Carlo noise"
     else:
         why = (f"fixed-noise Monte Carlo with {new.num_samples} samples: a fixed bias that "
                "shrinks like 1/sqrt(num_samples)")
