@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
+from psyphy_pp._mcmc import run_kernel
 from psyphy_pp._typing import Params
 from psyphy_pp._validation import check_choice, check_nonnegative, check_positive
 from psyphy_pp.data import TrialData
@@ -115,7 +116,7 @@ def fit_nuts_hierarchical(
     Raises:
         ValueError: For invalid arguments, before anything is compiled.
     """
-    from numpyro.infer import MCMC, NUTS
+    from numpyro.infer import NUTS
     from numpyro.infer.initialization import init_to_value
 
     given = sorted(k for k, v in unsupported.items() if v is not None)
@@ -149,18 +150,19 @@ def fit_nuts_hierarchical(
 
     kernel = NUTS(model_fn, target_accept_prob=target_accept_prob,
                   init_strategy=init_to_value(values=values))
-    mcmc = MCMC(kernel, num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains,
-                chain_method=method, progress_bar=progress_bar)
     t0 = time.perf_counter()
-    mcmc.run(jax.random.PRNGKey(seed), jnp.asarray(data.refs, dtype),
-             jnp.asarray(data.comparisons, dtype), jnp.asarray(data.observer),
-             jnp.asarray(data.responses, dtype), extra_fields=("diverging", "num_steps"))
+    draws = run_kernel(
+        kernel, jax.random.PRNGKey(seed),
+        (jnp.asarray(data.refs, dtype), jnp.asarray(data.comparisons, dtype),
+         jnp.asarray(data.observer), jnp.asarray(data.responses, dtype)), {},
+        num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains,
+        chain_method=method, fields=("diverging", "num_steps"), progress_bar=progress_bar,
+        desc="fit_nuts (hierarchical)")
     wall = time.perf_counter() - t0
-    got = {k: np.asarray(v) for k, v in mcmc.get_samples(group_by_chain=True).items()}
+    got, extra = draws.samples, draws.fields
     samples = {SITE_W_SHARED: got[SITE_W_SHARED], SITE_DELTA: got[SITE_DELTA]}
     samples[SITE_TAU] = (got[SITE_TAU] if model.learns_tau else
                          np.full(got[SITE_W_SHARED].shape[:2], float(model.tau or 0.0)))
-    extra = {k: np.asarray(v) for k, v in mcmc.get_extra_fields(group_by_chain=True).items()}
     stats = {"diverging": extra["diverging"].astype(bool),
              "num_steps": extra["num_steps"].astype(np.int64)}
     settings = dict(num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains,
