@@ -17,7 +17,6 @@ no compiler options).
 
 from __future__ import annotations
 
-import functools
 import math
 import operator
 from collections.abc import Sequence
@@ -100,11 +99,11 @@ def run_kernel(
         return jax.lax.fori_loop(0, n, body, (state, buf))
 
     def run(states, step, bar) -> list:
-        """Iterate ``step`` over the chunks; the records of every iteration, in order."""
+        """Call the compiled ``step`` chunk by chunk; the records of every iteration, in order."""
         out = []
         for start in range(0, total, size):
             n = min(size, total - start)
-            states, buf = step(states, n)
+            states, buf = step(states, n, model_args, model_kwargs)
             out.append(jax.tree.map(lambda b, n=n: np.asarray(b[:n]), buf))
             bar.update(n * (1 if chain_method == "sequential" else num_chains))
         return out
@@ -115,8 +114,7 @@ def run_kernel(
             per_chain = []
             for c in range(num_chains):
                 state = kernel.init(keys[c], num_warmup, None, model_args, model_kwargs)
-                step = functools.partial(_call, compiled, args=model_args, kwargs=model_kwargs)
-                per_chain.append(_stack(run(state, step, bar)))
+                per_chain.append(_stack(run(state, compiled, bar)))
             records = jax.tree.map(lambda *xs: np.stack(xs), *per_chain)  # (chains, iters, ...)
         else:
             if chain_method == "parallel":  # one unbatched kernel per device
@@ -127,14 +125,9 @@ def run_kernel(
             else:  # vectorized: the batched init vmaps kernel.sample itself
                 state = kernel.init(keys, num_warmup, None, model_args, model_kwargs)
                 mapped = jit(chunk)
-            step = functools.partial(_call, mapped, args=model_args, kwargs=model_kwargs)
-            records = jax.tree.map(lambda x: np.swapaxes(x, 0, 1), _stack(run(state, step, bar)))
+            records = jax.tree.map(lambda x: np.swapaxes(x, 0, 1), _stack(run(state, mapped, bar)))
     kept = jax.tree.map(lambda x: x[:, num_warmup:], records)
     return KernelDraws(_postprocess(kernel, kept.pop("z"), model_args, model_kwargs), kept)
-
-
-def _call(fn, states, n, *, args, kwargs):
-    return fn(states, n, args, kwargs)
 
 
 def _stack(chunks: list) -> dict:
