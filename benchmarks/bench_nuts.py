@@ -73,17 +73,6 @@ def gradient_seconds(model, params, data, repeats: int = 20) -> float:
     return float(np.median(times))
 
 
-def sigma_convergence(post) -> dict:
-    """Max r_hat and min ess_bulk of ``Sigma`` at the references (ArviZ) of a NUTS run."""
-    import arviz as az
-
-    import psyphy_pp as pp
-
-    summ = az.summary(pp.to_arviz(post), var_names=["Sigma"], kind="diagnostics",
-                      round_to="none")
-    return {"max_rhat": float(summ["r_hat"].max()), "min_ess_bulk": float(summ["ess_bulk"].min())}
-
-
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--num-warmup", type=int, default=200)
@@ -113,8 +102,8 @@ def main(argv=None) -> dict:
                        num_samples=args.num_draws, num_chains=2, progress_bar=False)
     t_nuts = time.perf_counter() - t0
     steps = post.sample_stats["num_steps"]
-    conv = sigma_convergence(post)
-    rhat, ess = conv["max_rhat"], conv["min_ess_bulk"]
+    conv = pp.diagnostics.sigma_convergence(post)
+    rhat, ess = conv.max_rhat, conv.min_ess_bulk
     iters = 2 * (args.num_warmup + args.num_draws)
     out = dict(
         num_trials=data.num_trials, weights=int(np.prod(model.weights_shape)),

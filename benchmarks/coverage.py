@@ -68,8 +68,6 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.bench_nuts import sigma_convergence
-
 ROOT = Path(__file__).resolve().parents[1]
 PROBS = (0.5, 0.8, 0.9, 0.95)
 DESIGNS = ("grid", "sobol")
@@ -289,7 +287,7 @@ def observer_run(seed: int, design: str, args, with_bootstrap: bool = False) -> 
             row["nuts"] = ninfo
             if nuts is not None:
                 ninfo["divergences"] = int(nuts.num_divergences)
-                ninfo.update(sigma_convergence(nuts))
+                ninfo.update(pp.diagnostics.sigma_convergence(nuts)._asdict())
                 th = posterior_thresholds(nuts.model, nuts.samples["W"], refs,
                                           args.num_directions, args.draws)
                 ninfo.update(score(th, true_dist, mask))

@@ -611,6 +611,7 @@ def _summary(args: argparse.Namespace, data: Any, fit: Any, result: Any, t_map: 
         div = int(np.sum(stats.get("diverging", 0)))
         lines.append(f"NUTS: {result.num_chains} chains x {result.num_samples} draws (warmup "
                      f"{args.num_warmup}), {div} divergences, task {result.model.task!r}")
+        lines.append(_nuts_convergence_line(result))
     elif getattr(result, "method", None) == "laplace":
         st = result.settings
         lines.append(f"Laplace: {result.num_samples} independent draws of a Gaussian at the MAP "
@@ -628,6 +629,18 @@ def _summary(args: argparse.Namespace, data: Any, fit: Any, result: Any, t_map: 
     lines += [f"note: {n}" for n in notes]
     lines.append("wrote: " + ", ".join(str(p) for p in written))
     return "\n".join(lines)
+
+
+def _nuts_convergence_line(result: Any) -> str:
+    """summary.txt line: r_hat and ess_bulk of Sigma at the references, and the verdict."""
+    from psyphy_pp.diagnostics import ESS_MIN, RHAT_MAX, sigma_convergence
+
+    conv = sigma_convergence(result)
+    verdict = ("converged" if conv.converged else
+               f"NOT converged (wanted r_hat < {RHAT_MAX} and ess_bulk >= {ESS_MIN}: "
+               "run more draws, --num-draws)")
+    return (f"NUTS convergence (Sigma at the references): max r_hat {conv.max_rhat:.3f}, "
+            f"min ess_bulk {conv.min_ess_bulk:.0f}, {verdict}")
 
 
 def _lapse_line(model: Any, fit: Any, result: Any) -> str:

@@ -23,13 +23,17 @@ __all__ = [
     "recovery_error",
     "SigmaSummary",
     "posterior_sigma",
+    "SigmaConvergence",
+    "sigma_convergence",
+    "RHAT_MAX",
+    "ESS_MIN",
     "FitComparison",
     "compare_fits",
     "align_gauge",
 ]
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -164,6 +168,66 @@ def posterior_sigma(fit: Any, points: ArrayLike | None = None, *, prob: float = 
     lower, upper = np.quantile(S, [(1 - prob) / 2, (1 + prob) / 2], axis=0)
     return SigmaSummary(points=points, mean=S.mean(axis=0), lower=lower, upper=upper,
                         prob=float(prob), num_draws=S.shape[0])
+
+
+#: :func:`sigma_convergence`'s standard: every entry of ``Sigma`` has ``r_hat``
+#: below ``RHAT_MAX`` and a bulk effective sample size of at least ``ESS_MIN``
+#: (Vehtari et al. 2021, the values ArviZ's documentation recommends).
+RHAT_MAX = 1.01
+#: See :data:`RHAT_MAX`.
+ESS_MIN = 400
+
+
+class SigmaConvergence(NamedTuple):
+    """Convergence of ``Sigma`` in a sampled posterior: :func:`sigma_convergence`'s report."""
+
+    #: Largest rank-normalised split ``r_hat`` over the entries of ``Sigma``.
+    max_rhat: float
+    #: Smallest bulk effective sample size over the entries of ``Sigma``.
+    min_ess_bulk: float
+
+    @property
+    def converged(self) -> bool:
+        """``max_rhat < RHAT_MAX`` and ``min_ess_bulk >= ESS_MIN``."""
+        return self.max_rhat < RHAT_MAX and self.min_ess_bulk >= ESS_MIN
+
+
+def sigma_convergence(fit: Any, points: ArrayLike | None = None) -> SigmaConvergence:
+    """``r_hat`` and ``ess_bulk`` of ``Sigma(x)`` over chains of posterior draws (ArviZ).
+
+    ``W`` is not identifiable, so convergence is judged on ``Sigma``, the
+    quantity the thresholds come from (see :func:`posterior_sigma`).
+
+    Args:
+        fit: A :class:`~psyphy_pp.NutsResult` (several chains make ``r_hat``
+            meaningful) or an InferenceData from :func:`~psyphy_pp.to_arviz`.
+        points: Stimuli of shape ``(P, D)``; default: the data's distinct
+            reference points.
+
+    Returns:
+        A :class:`SigmaConvergence`; its ``converged`` applies :data:`RHAT_MAX`
+        and :data:`ESS_MIN`.
+
+    Examples:
+        >>> import psyphy_pp as pp
+        >>> model = pp.WPPM(basis_degree=0, extra_dims=0)
+        >>> data = pp.TrialData([[0.0, 0.0]] * 4, [[0.2, 0.0]] * 4, [1, 1, 0, 1])
+        >>> post = pp.fit_nuts(model, data, num_warmup=20, num_samples=20, progress_bar=False,
+        ...                    task=pp.Oddity(method="mc", fixed_noise=True, num_samples=16))
+        >>> conv = sigma_convergence(post)
+        >>> conv.converged   # 2 x 20 draws cannot reach 400 effective draws
+        False
+    """
+    import arviz as az
+
+    from psyphy_pp.arviz_io import sigma_draws, weights_and_field
+
+    if points is None:
+        points = weights_and_field(fit)[3]
+    S = np.asarray(sigma_draws(fit, np.asarray(points, np.float64)), np.float64)
+    data = az.convert_to_dataset({"Sigma": S})
+    return SigmaConvergence(max_rhat=float(az.rhat(data)["Sigma"].max()),
+                            min_ess_bulk=float(az.ess(data, method="bulk")["Sigma"].min()))
 
 
 @dataclass(frozen=True, eq=False, repr=False)

@@ -176,7 +176,11 @@ def test_fit_nuts_writes_posterior_and_bands(simulated, capsys):
                  "--no-progress"]) == 0
     fit = pp.load_fit(out / "fit.npz")
     assert fit.kind == "posterior" and fit.sample_shape == (1, 20)
-    assert "NUTS: 1 chains x 20 draws" in (out / "summary.txt").read_text()
+    summary = (out / "summary.txt").read_text()
+    assert "NUTS: 1 chains x 20 draws" in summary
+    # 20 draws cannot reach 400 effective draws: the summary says so.
+    assert "NUTS convergence (Sigma at the references): max r_hat" in summary
+    assert "NOT converged (wanted r_hat < 1.01 and ess_bulk >= 400" in summary
     assert main(["thresholds", str(out / "fit.npz"), "--num-directions", "6",
                  "--no-progress"]) == 0
     header = (out / "thresholds.csv").read_text().splitlines()[0].split(",")

@@ -67,6 +67,21 @@ def test_fit_nuts_result_layout_and_recorded_task(tiny, tiny_posterior):
     assert post.data is data
 
 
+def test_sigma_convergence_is_arviz_summary_of_sigma_at_the_references(tiny_posterior):
+    import arviz as az
+
+    from psyphy_pp.diagnostics import SigmaConvergence, sigma_convergence
+
+    conv = sigma_convergence(tiny_posterior)
+    summ = az.summary(pp.to_arviz(tiny_posterior), var_names=["Sigma"], kind="diagnostics",
+                      round_to="none")
+    assert conv.max_rhat == pytest.approx(summ["r_hat"].max(), rel=1e-9)
+    assert conv.min_ess_bulk == pytest.approx(summ["ess_bulk"].min(), rel=1e-9)
+    assert not conv.converged  # 2 x 4 draws
+    assert SigmaConvergence(1.005, 400.0).converged
+    assert not SigmaConvergence(1.01, 1000.0).converged
+
+
 def test_fit_nuts_init_params_is_one_argument_away(tiny, tiny_posterior):
     _, truth, _ = tiny
     assert tiny_posterior.settings["init"].startswith("init_params")
