@@ -3,8 +3,9 @@
 On the CPUs we measured (jaxlib 0.10), XLA hands reductions to its YNNPACK
 backend, which made value-and-grad of the likelihood 2-4x slower than XLA's own
 code (benchmarks/quadrature_accuracy.py --no-ynn). The option is set per
-compiled function, never through the process-wide ``XLA_FLAGS``; NumPyro's own
-jits (NUTS) are not affected.
+compiled function, never through the process-wide ``XLA_FLAGS``. NumPyro's own
+jits are not affected, which is why NUTS runs NumPyro's kernel in
+:mod:`psyphy_pp._mcmc`'s loop, compiled here.
 """
 
 from __future__ import annotations

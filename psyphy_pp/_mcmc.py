@@ -3,8 +3,8 @@
 NumPyro's :class:`~numpyro.infer.MCMC` compiles its sampling loop with a plain
 ``jax.jit``, so on CPU XLA's YNNPACK fusions stay on inside it. On the
 6,000-trial degree-4 observer of ``benchmarks/bench_nuts.py`` a leapfrog step
-took 8.6 ms that way and 5.1 ms with them off (NUTS at a fixed step size, 15,435
-steps each). Compiler options can only be set on the outermost jit, so this
+took 8.6 ms that way and 4.8 ms in this module's loop (NUTS at a fixed step size,
+15,435 steps each). Compiler options can only be set on the outermost jit, so this
 module drives the same kernel through NumPyro's public kernel interface
 (``init``, ``sample``, ``postprocess_fn``) in chunks of iterations, each chunk one
 call of a function compiled with psyphy_pp's options, and updates psyphy_pp's

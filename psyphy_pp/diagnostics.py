@@ -156,18 +156,23 @@ def posterior_sigma(fit: Any, points: ArrayLike | None = None, *, prob: float = 
         >>> posterior_sigma(fit).mean.shape
         (2, 2, 2)
     """
-    from psyphy_pp.arviz_io import sigma_draws, weights_and_field
-
     if not (isinstance(prob, (float, int)) and not isinstance(prob, bool) and 0 < prob < 1):
         raise ValueError(f"prob must be a number in (0, 1), got {prob!r}")
-    if points is None:
-        points = weights_and_field(fit)[3]
-    points = np.asarray(points, np.float64)
-    S = sigma_draws(fit, points).astype(np.float64)
+    points, S = _sigma_at(fit, points)
     S = S.reshape((-1,) + S.shape[2:])
     lower, upper = np.quantile(S, [(1 - prob) / 2, (1 + prob) / 2], axis=0)
     return SigmaSummary(points=points, mean=S.mean(axis=0), lower=lower, upper=upper,
                         prob=float(prob), num_draws=S.shape[0])
+
+
+def _sigma_at(fit: Any, points: ArrayLike | None) -> tuple[np.ndarray, np.ndarray]:
+    """``(points, Sigma draws)`` in float64; ``points`` default to the data's references."""
+    from psyphy_pp.arviz_io import sigma_draws, weights_and_field
+
+    if points is None:
+        points = weights_and_field(fit)[3]
+    points = np.asarray(points, np.float64)
+    return points, np.asarray(sigma_draws(fit, points), np.float64)
 
 
 #: :func:`sigma_convergence`'s standard: every entry of ``Sigma`` has ``r_hat``
@@ -220,12 +225,7 @@ def sigma_convergence(fit: Any, points: ArrayLike | None = None) -> SigmaConverg
     """
     import arviz as az
 
-    from psyphy_pp.arviz_io import sigma_draws, weights_and_field
-
-    if points is None:
-        points = weights_and_field(fit)[3]
-    S = np.asarray(sigma_draws(fit, np.asarray(points, np.float64)), np.float64)
-    data = az.convert_to_dataset({"Sigma": S})
+    data = az.convert_to_dataset({"Sigma": _sigma_at(fit, points)[1]})
     return SigmaConvergence(max_rhat=float(az.rhat(data)["Sigma"].max()),
                             min_ess_bulk=float(az.ess(data, method="bulk")["Sigma"].min()))
 
