@@ -17,8 +17,9 @@ Measured and printed, for ``fit_nuts`` at the given warmup and draws:
 * the same wall time for ``fit_laplace`` (MAP included) as the baseline.
 
 Run ``python -m benchmarks.bench_nuts`` from the repository root
-(``--num-warmup``, ``--num-draws``; default 200 + 200 per chain, about 10 min on
-2 cores). The issue's target, 2 x 500 draws with r_hat < 1.01 and ess > 400 in
+(``--num-warmup``, ``--num-draws``; default 200 + 200 per chain, about 5 min on
+2 cores at fit_nuts's defaults; ``--max-tree-depth`` and ``--dense-mass yes|no``
+override those defaults). The issue's target, 2 x 500 draws with r_hat < 1.01 and ess > 400 in
 under 10 minutes, is printed next to the measurement.
 """
 
@@ -78,6 +79,10 @@ def main(argv=None) -> dict:
     parser.add_argument("--num-warmup", type=int, default=200)
     parser.add_argument("--num-draws", type=int, default=200)
     parser.add_argument("--trials-per-ref", type=int, default=240)
+    parser.add_argument("--max-tree-depth", type=int, default=None,
+                        help="default: fit_nuts's own (psyphy_pp.defaults.DEFAULT_MAX_TREE_DEPTH)")
+    parser.add_argument("--dense-mass", choices=("yes", "no"), default=None,
+                        help="default: fit_nuts's own (psyphy_pp.defaults.DEFAULT_DENSE_MASS)")
     args = parser.parse_args(argv)
 
     import jax
@@ -97,9 +102,12 @@ def main(argv=None) -> dict:
                                                          num_radial=8))
     grad_fine_s = gradient_seconds(fine, lap.params, data)
 
+    sampler = {} if args.max_tree_depth is None else {"max_tree_depth": args.max_tree_depth}
+    if args.dense_mass is not None:
+        sampler["dense_mass"] = args.dense_mass == "yes"
     t0 = time.perf_counter()
     post = pp.fit_nuts(model, data, init_params=lap.map_fit.params, num_warmup=args.num_warmup,
-                       num_samples=args.num_draws, num_chains=2, progress_bar=False)
+                       num_samples=args.num_draws, num_chains=2, progress_bar=False, **sampler)
     t_nuts = time.perf_counter() - t0
     steps = post.sample_stats["num_steps"]
     conv = pp.diagnostics.sigma_convergence(post)
@@ -111,6 +119,8 @@ def main(argv=None) -> dict:
         gradient_seconds_16x8=grad_fine_s, task=repr(post.model.task),
         mean_steps=float(steps.mean()), max_steps=int(steps.max()),
         mean_tree_depth=float(post.sample_stats["tree_depth"].mean()),
+        max_tree_depth=post.settings["max_tree_depth"],
+        dense_mass=post.settings["dense_mass"],
         step_size=[float(s) for s in post.sample_stats["step_size"][:, -1]],
         divergences=post.num_divergences, max_rhat=rhat, min_ess=ess,
         seconds_per_iteration=t_nuts / iters,
@@ -129,7 +139,8 @@ def main(argv=None) -> dict:
          f"{grad_fine_s:.4f} ({grad_fine_s / grad_s:.1f}x)"),
         ("leapfrog steps per iteration (post-warmup mean / max)",
          f"{steps.mean():.1f} / {steps.max()}"),
-        ("tree depth (mean)", f"{out['mean_tree_depth']:.2f}"),
+        ("tree depth (mean; cap)", f"{out['mean_tree_depth']:.2f}; {out['max_tree_depth']}"),
+        ("mass matrix", "dense" if out["dense_mass"] else "diagonal"),
         ("adapted step size (per chain)", ", ".join(f"{s:.3g}" for s in out["step_size"])),
         ("gradients x their time / wall time (warmup counted at the post-warmup steps)",
          f"{grad_s * steps.mean() * iters / t_nuts:.0%}"),

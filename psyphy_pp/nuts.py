@@ -2,7 +2,7 @@
 
 :func:`fit_nuts` has the call shape of :func:`~psyphy_pp.fit_map`: a model, the
 data and keyword-only settings. It runs NumPyro's :class:`numpyro.infer.NUTS`
-kernel on :meth:`~psyphy_pp.WPPM.numpyro_model`, warmup (step size and diagonal
+kernel on :meth:`~psyphy_pp.WPPM.numpyro_model`, warmup (step size and dense
 mass matrix) and sampling, and returns a :class:`NutsResult` that keeps the
 draws by chain, ``(chains, draws, ...)``, the layout ArviZ expects (see
 :func:`~psyphy_pp.to_arviz`). The loop around the kernel is psyphy_pp's
@@ -10,6 +10,16 @@ draws by chain, ``(chains, draws, ...)``, the layout ArviZ expects (see
 same samples (tested draw for draw), but is compiled with psyphy_pp's CPU
 compiler options, which made each leapfrog step 1.8x faster on a 6,000-trial
 observer, and shows psyphy_pp's progress bar.
+
+Trajectory length and mass matrix. NumPyro's NUTS defaults (trees up to depth
+10, a diagonal mass matrix) spent about 160 leapfrog steps per draw on a
+6,000-trial degree-4 observer, much of it on slowly varying rotations of
+``U(x)`` that barely move ``Sigma``. Capping the trees at depth 6 (63 steps) and
+adapting a dense mass matrix gave 2.9x the effective draws of ``Sigma`` per
+second: 2 chains x (200 + 500) from the MAP took 557 s, with max r_hat 1.011 and
+min ess_bulk 406 (``python -m benchmarks.bench_nuts --num-draws 500``;
+:data:`psyphy_pp.defaults.DEFAULT_MAX_TREE_DEPTH`). Depth 5 was much worse (a
+random walk); ``docs/inference.md`` has the comparison.
 
 Deterministic log density. Hamiltonian Monte Carlo integrates the gradient of
 the log density along a trajectory and accepts or rejects by the change in
@@ -244,6 +254,8 @@ def fit_nuts(
     seed: int = 0,
     init_params: Params | None = None,
     target_accept_prob: float = 0.8,
+    max_tree_depth: int = defaults.DEFAULT_MAX_TREE_DEPTH,
+    dense_mass: bool = defaults.DEFAULT_DENSE_MASS,
     progress_bar: bool = True,
     chain_method: str = "auto",
     task: Oddity | None = None,
@@ -253,7 +265,8 @@ def fit_nuts(
 
     The sampler targets the (unscaled) log posterior
     ``log p(W) + sum_n log p(y_n | W)`` of :meth:`~psyphy_pp.WPPM.numpyro_model`,
-    with step-size and diagonal mass-matrix adaptation during warmup.
+    with step-size and dense mass-matrix adaptation during warmup and trees
+    of at most ``2**max_tree_depth - 1`` leapfrog steps.
 
     The likelihood must be deterministic (see the module docstring). With the
     default ``task=None`` it is :func:`deterministic_task` of the model's task:
@@ -297,6 +310,11 @@ def fit_nuts(
             prior draw.
         target_accept_prob: Target acceptance probability of the step-size
             adaptation, in (0, 1); raise it (e.g. 0.9) if there are divergences.
+        max_tree_depth: Cap on the depth of each NUTS tree: at most
+            ``2**max_tree_depth - 1`` leapfrog steps per iteration (see the
+            module docstring for how the default was chosen).
+        dense_mass: Adapt a dense mass matrix (all covariances of the weights)
+            in warmup, rather than a diagonal one.
         progress_bar: Show a progress bar (iterations of all chains).
         chain_method: ``"auto"``, ``"parallel"``, ``"sequential"`` or ``"vectorized"``.
         task: The deterministic :class:`~psyphy_pp.Oddity` to sample with,
@@ -334,8 +352,8 @@ def fit_nuts(
         return fit_nuts_hierarchical(  # type: ignore[return-value]
             cast(Any, model), data, num_warmup=num_warmup, num_samples=num_samples,
             num_chains=num_chains, seed=seed, init_params=init_params,
-            target_accept_prob=target_accept_prob, progress_bar=progress_bar,
-            chain_method=chain_method, task=task, devices=devices)
+            target_accept_prob=target_accept_prob, max_tree_depth=max_tree_depth,
+            dense_mass=dense_mass, progress_bar=progress_bar, chain_method=chain_method, task=task, devices=devices)
     check_model_and_data(model, data)
     check_positive("num_warmup", num_warmup, integer=True)
     check_positive("num_samples", num_samples, integer=True)
@@ -344,8 +362,10 @@ def fit_nuts(
     check_positive("target_accept_prob", target_accept_prob)
     if not target_accept_prob < 1:
         raise ValueError(f"target_accept_prob must be in (0, 1), got {target_accept_prob!r}")
-    if not isinstance(progress_bar, bool):
-        raise ValueError(f"progress_bar must be True or False, got {progress_bar!r}")
+    check_positive("max_tree_depth", max_tree_depth, integer=True)
+    for name, flag in (("dense_mass", dense_mass), ("progress_bar", progress_bar)):
+        if not isinstance(flag, bool):
+            raise ValueError(f"{name} must be True or False, got {flag!r}")
     used_model, task_note = with_deterministic_task(model, task)
     sharding = trial_sharding(devices)
     num_devices = 1 if sharding is None else sharding.num_devices
@@ -373,6 +393,8 @@ def fit_nuts(
     kernel = NUTS(
         model_fn,
         target_accept_prob=target_accept_prob,
+        max_tree_depth=max_tree_depth,
+        dense_mass=dense_mass,
         init_strategy=init_strategy,
     )
     t0 = time.perf_counter()
@@ -402,6 +424,8 @@ def fit_nuts(
         chain_method=method,
         seed=seed,
         target_accept_prob=target_accept_prob,
+        max_tree_depth=max_tree_depth,
+        dense_mass=dense_mass,
         init=init_desc,
         task=used_model.task,
         num_trials=data.num_trials,

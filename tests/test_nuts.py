@@ -90,6 +90,14 @@ def test_fit_nuts_init_params_is_one_argument_away(tiny, tiny_posterior):
     assert np.max(np.abs(W - np.asarray(truth["W"]))) < 0.5
 
 
+def test_fit_nuts_passes_tree_depth_and_mass_matrix_to_the_kernel(tiny):
+    model, truth, data = tiny
+    post = pp.fit_nuts(model, data, init_params=truth, max_tree_depth=2, dense_mass=True,
+                       **TINY)
+    assert post.settings["max_tree_depth"] == 2 and post.settings["dense_mass"] is True
+    assert post.sample_stats["num_steps"].max() <= 2**2 - 1
+
+
 def test_fit_nuts_explicit_task_overrides_the_choice(tiny):
     model, _, _ = tiny
     task = pp.Oddity(method="mc", fixed_noise=True, num_samples=64)
@@ -118,6 +126,9 @@ def test_fit_nuts_rejects_a_fresh_noise_task(tiny):
         (dict(seed=-1), "seed"),
         (dict(target_accept_prob=1.0), "target_accept_prob"),
         (dict(target_accept_prob=0.0), "target_accept_prob"),
+        (dict(max_tree_depth=0), "max_tree_depth"),
+        (dict(max_tree_depth=6.5), "max_tree_depth"),
+        (dict(dense_mass="yes"), "dense_mass"),
         (dict(chain_method="threads"), "chain_method must be one of"),
         (dict(init_params={"W": np.zeros((2, 2))}), "shape"),
         (dict(init_params={"W": np.full((2, 2, 2, 3), np.nan)}), "finite"),

@@ -15,6 +15,7 @@ from psyphy_pp._mcmc import run_kernel
 from psyphy_pp._typing import Params
 from psyphy_pp._validation import check_choice, check_nonnegative, check_positive
 from psyphy_pp.data import TrialData
+from psyphy_pp.defaults import DEFAULT_DENSE_MASS, DEFAULT_MAX_TREE_DEPTH
 from psyphy_pp.hierarchical._map import colour, fit_map_hierarchical, initial_params, loss_at_tau, whiten
 from psyphy_pp.hierarchical._model import SITE_DELTA, SITE_TAU, SITE_W_SHARED, SITE_Z, HierarchicalWPPM
 from psyphy_pp.hierarchical._result import HierarchicalFit
@@ -106,6 +107,7 @@ def fit_nuts_hierarchical(
     model: HierarchicalWPPM, data: TrialData, *, num_warmup: int = 500,
     num_samples: int = 500, num_chains: int = 2, seed: int = 0,
     init_params: Params | None = None, target_accept_prob: float = 0.8,
+    max_tree_depth: int = DEFAULT_MAX_TREE_DEPTH, dense_mass: bool = DEFAULT_DENSE_MASS,
     progress_bar: bool = True, chain_method: str = "auto", **unsupported: Any,
 ) -> HierarchicalFit:
     """NUTS on :meth:`HierarchicalWPPM.numpyro_model` (what ``fit_nuts`` runs).
@@ -129,6 +131,9 @@ def fit_nuts_hierarchical(
     check_nonnegative("seed", seed, integer=True)
     if not 0 < target_accept_prob < 1:
         raise ValueError(f"target_accept_prob must be in (0, 1), got {target_accept_prob!r}")
+    check_positive("max_tree_depth", max_tree_depth, integer=True)
+    if not isinstance(dense_mass, bool):
+        raise ValueError(f"dense_mass must be True or False, got {dense_mass!r}")
     if not model.base.task.deterministic:
         raise ValueError(f"NUTS needs a deterministic likelihood; the base task "
                          f"{model.base.task!r} draws fresh noise")
@@ -148,8 +153,8 @@ def fit_nuts_hierarchical(
     def model_fn(refs, comps, obs, y):
         model.numpyro_model(refs, comps, obs, y, num_observers=S)
 
-    kernel = NUTS(model_fn, target_accept_prob=target_accept_prob,
-                  init_strategy=init_to_value(values=values))
+    kernel = NUTS(model_fn, target_accept_prob=target_accept_prob, max_tree_depth=max_tree_depth,
+                  dense_mass=dense_mass, init_strategy=init_to_value(values=values))
     t0 = time.perf_counter()
     draws = run_kernel(
         kernel, jax.random.PRNGKey(seed),
@@ -167,6 +172,7 @@ def fit_nuts_hierarchical(
              "num_steps": extra["num_steps"].astype(np.int64)}
     settings = dict(num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains,
                     chain_method=method, seed=seed, target_accept_prob=target_accept_prob,
+                    max_tree_depth=max_tree_depth, dense_mass=dense_mass,
                     parameterization=model.parameterization, num_trials=data.num_trials,
                     num_observers=S, wall_time=wall)
     fit = HierarchicalFit(model=model, data=data, method="nuts", samples=samples,
