@@ -84,6 +84,7 @@ from psyphy_pp._version import __version__
 from psyphy_pp.cli_experiment import add_experiment_parser, run_experiment
 from psyphy_pp.defaults import (
     DEFAULT_LEARNING_RATES,
+    DEFAULT_MAX_TREE_DEPTH,
     DEFAULT_MOMENTUM,
     DEFAULT_NUM_STEPS,
     DEFAULT_TOL,
@@ -178,6 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-draws", type=int,
                    help="NUTS draws per chain (default 500), or Laplace draws (default 1000)")
     p.add_argument("--num-chains", type=int, default=2, help="NUTS chains (default 2)")
+    p.add_argument("--max-tree-depth", type=int, default=DEFAULT_MAX_TREE_DEPTH,
+                   help="NUTS: at most 2**depth - 1 leapfrog steps per draw (default "
+                        f"{DEFAULT_MAX_TREE_DEPTH}); raise it if NUTS does not converge")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--lapse-rate", default="0", metavar="FLOAT|learn",
                    help="lapse rate of the observer: a fixed number in [0, 1), or 'learn' to "
@@ -356,7 +360,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     from psyphy_pp.data import TrialData
 
     out = _fit_directory(args)
-    for name in ("--num-warmup", "--num-draws", "--num-chains"):
+    for name in ("--num-warmup", "--num-draws", "--num-chains", "--max-tree-depth"):
         _check_int(name, getattr(args, name[2:].replace("-", "_")))
     lapse_rate = _lapse_rate(args.lapse_rate, learn=True)
     if lapse_rate == "learn" and args.method == "laplace":
@@ -415,7 +419,8 @@ def _run_hierarchical_fit(args: argparse.Namespace, data: Any, model: Any, check
         if args.method == "nuts":
             result = pp.fit_nuts(hmodel, data, num_warmup=args.num_warmup,  # type: ignore[arg-type]
                                  num_samples=args.num_draws or 500, num_chains=args.num_chains,
-                                 seed=args.seed, init_params=fit.params, progress_bar=progress)
+                                 max_tree_depth=args.max_tree_depth, seed=args.seed,
+                                 init_params=fit.params, progress_bar=progress)
         elif args.method == "laplace":
             result = pp.fit_laplace(hmodel, data, num_draws=args.num_draws or 1000,  # type: ignore[arg-type]
                                     seed=args.seed, map_fit=fit, progress_bar=progress)
@@ -493,7 +498,8 @@ def _run_fit(args: argparse.Namespace, data: Any, model: Any, checkpoint: Any,
     if args.method == "nuts" and status == 0:
         result = pp.fit_nuts(model, data, num_warmup=args.num_warmup,
                              num_samples=args.num_draws or 500, num_chains=args.num_chains,
-                             seed=args.seed, init_params=fit.params, progress_bar=progress)
+                             max_tree_depth=args.max_tree_depth, seed=args.seed,
+                             init_params=fit.params, progress_bar=progress)
     elif args.method == "laplace" and status == 0:
         result = pp.fit_laplace(model, data, num_draws=args.num_draws or 1000, seed=args.seed,
                                 map_fit=fit, progress_bar=progress)
@@ -610,7 +616,8 @@ def _summary(args: argparse.Namespace, data: Any, fit: Any, result: Any, t_map: 
         stats = getattr(result, "sample_stats", {}) or {}
         div = int(np.sum(stats.get("diverging", 0)))
         lines.append(f"NUTS: {result.num_chains} chains x {result.num_samples} draws (warmup "
-                     f"{args.num_warmup}), {div} divergences, task {result.model.task!r}")
+                     f"{args.num_warmup}, tree depth at most {args.max_tree_depth}), {div} "
+                     f"divergences, task {result.model.task!r}")
         lines.append(_nuts_convergence_line(result))
     elif getattr(result, "method", None) == "laplace":
         st = result.settings

@@ -173,11 +173,12 @@ def test_fit_nuts_writes_posterior_and_bands(simulated, capsys):
     assert main(["fit", str(simulated / "trials.csv"), "--out", str(out), *SMALL_MODEL,
                  "--method", "nuts", "--num-steps", "20", "--likelihood", "mc",
                  "--num-warmup", "30", "--num-draws", "20", "--num-chains", "1",
-                 "--no-progress"]) == 0
+                 "--max-tree-depth", "4", "--no-progress"]) == 0
     fit = pp.load_fit(out / "fit.npz")
     assert fit.kind == "posterior" and fit.sample_shape == (1, 20)
     summary = (out / "summary.txt").read_text()
-    assert "NUTS: 1 chains x 20 draws" in summary
+    assert "NUTS: 1 chains x 20 draws (warmup 30, tree depth at most 4)" in summary
+    assert fit.settings["max_tree_depth"] == 4
     # 20 draws cannot reach 400 effective draws: the summary says so.
     assert "NUTS convergence (Sigma at the references): max r_hat" in summary
     assert "NOT converged (wanted r_hat < 1.01 and ess_bulk >= 400" in summary
