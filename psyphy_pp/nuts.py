@@ -12,11 +12,12 @@ compiler options, which made each leapfrog step 1.8x faster on a 6,000-trial
 observer, and shows psyphy_pp's progress bar.
 
 Trajectory length and mass matrix. NumPyro's NUTS defaults (trees up to depth
-10, a diagonal mass matrix) spent about 160 leapfrog steps per draw on a
+10, a diagonal mass matrix) spent 160 to 180 leapfrog steps per draw on a
 6,000-trial degree-4 observer, much of it on slowly varying rotations of
 ``U(x)`` that barely move ``Sigma``. Capping the trees at depth 6 (63 steps) and
 adapting a dense mass matrix gave 2.9x the effective draws of ``Sigma`` per
-second: 2 chains x (200 + 500) from the MAP took 557 s, with max r_hat 1.011 and
+second: 2 chains x (200 + 500) from the MAP took 557 s, with max r_hat 1.011 (just
+above the 1.01 :func:`~psyphy_pp.diagnostics.sigma_convergence` asks for) and
 min ess_bulk 406 (``python -m benchmarks.bench_nuts --num-draws 500``;
 :data:`psyphy_pp.defaults.DEFAULT_MAX_TREE_DEPTH`). Depth 5 was much worse (a
 random walk); ``docs/inference.md`` has the comparison.
@@ -353,7 +354,8 @@ def fit_nuts(
             cast(Any, model), data, num_warmup=num_warmup, num_samples=num_samples,
             num_chains=num_chains, seed=seed, init_params=init_params,
             target_accept_prob=target_accept_prob, max_tree_depth=max_tree_depth,
-            dense_mass=dense_mass, progress_bar=progress_bar, chain_method=chain_method, task=task, devices=devices)
+            dense_mass=dense_mass, progress_bar=progress_bar, chain_method=chain_method,
+            task=task, devices=devices)
     check_model_and_data(model, data)
     check_positive("num_warmup", num_warmup, integer=True)
     check_positive("num_samples", num_samples, integer=True)

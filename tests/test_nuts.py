@@ -92,9 +92,9 @@ def test_fit_nuts_init_params_is_one_argument_away(tiny, tiny_posterior):
 
 def test_fit_nuts_passes_tree_depth_and_mass_matrix_to_the_kernel(tiny):
     model, truth, data = tiny
-    post = pp.fit_nuts(model, data, init_params=truth, max_tree_depth=2, dense_mass=True,
+    post = pp.fit_nuts(model, data, init_params=truth, max_tree_depth=2, dense_mass=False,
                        **TINY)
-    assert post.settings["max_tree_depth"] == 2 and post.settings["dense_mass"] is True
+    assert post.settings["max_tree_depth"] == 2 and post.settings["dense_mass"] is False
     assert post.sample_stats["num_steps"].max() <= 2**2 - 1
 
 
