@@ -35,8 +35,9 @@ per-observer coverage); the band width is the median over pairs of
 
 Options: ``--nuts`` also runs ``pp.fit_nuts(model, data,
 init_params=post.map_fit.params, num_warmup=500, num_samples=500,
-num_chains=2)`` per observer (30 to 40 min each on 2 cores; 13 to 17 min at
-``--nuts-warmup 200 --nuts-samples 200``) and reports the same
+num_chains=2)`` per observer (NUTS took 625 s per observer on 2 cores at
+``--nuts-warmup 200 --nuts-samples 500`` with the default tree-depth cap and dense
+mass matrix, so about 13 min at 500 + 500) and reports the same
 columns; ``--bootstrap K`` adds a parametric bootstrap of the MAP on the first K
 observers (``fit_map_scratch`` refits, warm-started at the MAP, to data simulated from
 the MAP fit, as many as fit in that observer's Laplace wall time); ``--quick``
@@ -447,8 +448,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default 16)")
     p.add_argument("--draws", type=int, default=400,
                    help="posterior draws kept for the thresholds, evenly thinned (default 400)")
-    p.add_argument("--nuts", action="store_true", help="also run fit_nuts per observer (30 to "
-                   "40 min each at the default settings)")
+    p.add_argument("--nuts", action="store_true", help="also run fit_nuts per observer (about "
+                   "13 min each at the default 500 + 500)")
     p.add_argument("--nuts-warmup", type=int, default=None, help="NUTS warmup (default 500)")
     p.add_argument("--nuts-samples", type=int, default=None,
                    help="NUTS draws per chain, 2 chains (default 500)")
