@@ -19,8 +19,8 @@ Measured and printed, for ``fit_nuts`` at the given warmup and draws:
 Run ``python -m benchmarks.bench_nuts`` from the repository root
 (``--num-warmup``, ``--num-draws``; default 200 + 200 per chain, about 5 min on
 2 cores at fit_nuts's defaults; ``--max-tree-depth`` and ``--dense-mass yes|no``
-override those defaults). The issue's target, 2 x 500 draws with r_hat < 1.01 and ess > 400 in
-under 10 minutes, is printed next to the measurement.
+override those defaults). The issue's target, 2 x 500 draws with r_hat < 1.01 and
+ess > 400 in under 10 minutes, is printed next to the measurement.
 """
 
 from __future__ import annotations

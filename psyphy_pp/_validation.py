@@ -23,6 +23,12 @@ def check_nonnegative(name: str, value: object, *, integer: bool = False) -> Non
         raise ValueError(f"{name} must be a non-negative {kind}, got {value!r}")
 
 
+def check_bool(name: str, value: object) -> None:
+    """Raise ``ValueError`` unless ``value`` is ``True`` or ``False`` (not merely truthy)."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+
+
 def check_choice(name: str, value: object, choices: tuple) -> None:
     """Raise ``ValueError`` unless ``value`` is one of ``choices``."""
     if value not in choices:

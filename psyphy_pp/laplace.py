@@ -78,7 +78,7 @@ import numpy as np
 from psyphy_pp._jit import jit
 from psyphy_pp._progress import progress
 from psyphy_pp._typing import Params
-from psyphy_pp._validation import check_nonnegative, check_positive
+from psyphy_pp._validation import check_bool, check_nonnegative, check_positive
 from psyphy_pp.data import TrialData
 from psyphy_pp.inference import MapResult, check_model_and_data, fit_map, is_hierarchical
 from psyphy_pp.model import SITE_W, WPPM
@@ -412,8 +412,7 @@ def fit_laplace(
             "posterior of W and lapse_rate, or fix the lapse rate (Oddity(lapse_rate=0.05))")
     check_positive("num_draws", num_draws, integer=True)
     check_nonnegative("seed", seed, integer=True)
-    if not isinstance(progress_bar, bool):
-        raise ValueError(f"progress_bar must be True or False, got {progress_bar!r}")
+    check_bool("progress_bar", progress_bar)
     if map_fit is not None:
         if not isinstance(map_fit, MapResult):
             raise ValueError(f"map_fit must be a psyphy_pp.MapResult (fit_map or "

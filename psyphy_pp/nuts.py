@@ -79,7 +79,7 @@ import numpy as np
 from psyphy_pp import defaults
 from psyphy_pp._mcmc import run_kernel
 from psyphy_pp._typing import Params
-from psyphy_pp._validation import check_choice, check_nonnegative, check_positive
+from psyphy_pp._validation import check_bool, check_choice, check_nonnegative, check_positive
 from psyphy_pp._warnings import PsyphyWarning
 from psyphy_pp.data import TrialData
 from psyphy_pp.inference import check_model_and_data, is_hierarchical, place_data
@@ -365,9 +365,8 @@ def fit_nuts(
     if not target_accept_prob < 1:
         raise ValueError(f"target_accept_prob must be in (0, 1), got {target_accept_prob!r}")
     check_positive("max_tree_depth", max_tree_depth, integer=True)
-    for name, flag in (("dense_mass", dense_mass), ("progress_bar", progress_bar)):
-        if not isinstance(flag, bool):
-            raise ValueError(f"{name} must be True or False, got {flag!r}")
+    check_bool("dense_mass", dense_mass)
+    check_bool("progress_bar", progress_bar)
     used_model, task_note = with_deterministic_task(model, task)
     sharding = trial_sharding(devices)
     num_devices = 1 if sharding is None else sharding.num_devices

@@ -13,7 +13,7 @@ from jax.flatten_util import ravel_pytree
 
 from psyphy_pp._mcmc import run_kernel
 from psyphy_pp._typing import Params
-from psyphy_pp._validation import check_choice, check_nonnegative, check_positive
+from psyphy_pp._validation import check_bool, check_choice, check_nonnegative, check_positive
 from psyphy_pp.data import TrialData
 from psyphy_pp.defaults import DEFAULT_DENSE_MASS, DEFAULT_MAX_TREE_DEPTH
 from psyphy_pp.hierarchical._map import colour, fit_map_hierarchical, initial_params, loss_at_tau, whiten
@@ -132,8 +132,7 @@ def fit_nuts_hierarchical(
     if not 0 < target_accept_prob < 1:
         raise ValueError(f"target_accept_prob must be in (0, 1), got {target_accept_prob!r}")
     check_positive("max_tree_depth", max_tree_depth, integer=True)
-    if not isinstance(dense_mass, bool):
-        raise ValueError(f"dense_mass must be True or False, got {dense_mass!r}")
+    check_bool("dense_mass", dense_mass)
     if not model.base.task.deterministic:
         raise ValueError(f"NUTS needs a deterministic likelihood; the base task "
                          f"{model.base.task!r} draws fresh noise")

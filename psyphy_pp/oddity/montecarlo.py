@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 
 from psyphy_pp._typing import Array, PRNGKey
-from psyphy_pp._validation import check_choice, check_nonnegative, check_positive
+from psyphy_pp._validation import check_bool, check_choice, check_nonnegative, check_positive
 from psyphy_pp.noise import GENERATORS, trial_normals
 from psyphy_pp.oddity.whitening import whiten
 
@@ -63,8 +63,7 @@ class MonteCarlo:
         check_positive("bandwidth", self.bandwidth)
         check_nonnegative("noise_seed", self.noise_seed, integer=True)
         check_choice("generator", self.generator, GENERATORS)
-        if not isinstance(self.fixed_noise, bool):
-            raise ValueError(f"fixed_noise must be True or False, got {self.fixed_noise!r}")
+        check_bool("fixed_noise", self.fixed_noise)
 
     @property
     def deterministic(self) -> bool:
