@@ -18,7 +18,7 @@ Measured and printed, for ``fit_nuts`` at the given warmup and draws:
 
 Run ``python -m benchmarks.bench_nuts`` from the repository root
 (``--num-warmup``, ``--num-draws``; default 200 + 200 per chain, about 5 min on
-2 cores at fit_nuts's defaults; ``--max-tree-depth`` and ``--dense-mass yes|no``
+2 cores at fit_nuts's defaults; ``--max-tree-depth`` and ``--mass dense|diagonal``
 override those defaults). The issue's target, 2 x 500 draws with r_hat < 1.01 and
 ess > 400 in under 10 minutes, is printed next to the measurement.
 """
@@ -81,7 +81,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--trials-per-ref", type=int, default=240)
     parser.add_argument("--max-tree-depth", type=int, default=None,
                         help="default: fit_nuts's own (psyphy_pp.defaults.DEFAULT_MAX_TREE_DEPTH)")
-    parser.add_argument("--dense-mass", choices=("yes", "no"), default=None,
+    parser.add_argument("--mass", choices=("dense", "diagonal"), default=None,
                         help="default: fit_nuts's own (psyphy_pp.defaults.DEFAULT_DENSE_MASS)")
     args = parser.parse_args(argv)
 
@@ -103,8 +103,8 @@ def main(argv=None) -> dict:
     grad_fine_s = gradient_seconds(fine, lap.params, data)
 
     sampler = {} if args.max_tree_depth is None else {"max_tree_depth": args.max_tree_depth}
-    if args.dense_mass is not None:
-        sampler["dense_mass"] = args.dense_mass == "yes"
+    if args.mass is not None:
+        sampler["dense_mass"] = args.mass == "dense"
     t0 = time.perf_counter()
     post = pp.fit_nuts(model, data, init_params=lap.map_fit.params, num_warmup=args.num_warmup,
                        num_samples=args.num_draws, num_chains=2, progress_bar=False, **sampler)

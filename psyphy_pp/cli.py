@@ -37,6 +37,9 @@ Exit status:
   still written, and summary.txt says so;
 * 4 (``fit``): the MAP diverged (its loss became non-finite, or ended higher
   than it started); the fit up to the last good step is written;
+* 5 (``fit --method nuts``): NUTS did not converge (r_hat or ess_bulk of Sigma
+  short of the package's standard); everything is still written, and
+  summary.txt says so;
 * 130: interrupted (Ctrl-C). ``fit`` stops at a step boundary and writes the fit
   so far and ``checkpoint.npz``; ``psyphy-pp fit DATA.csv --resume DIR`` continues.
 
@@ -83,6 +86,7 @@ from psyphy_pp._cli_common import (
 from psyphy_pp._version import __version__
 from psyphy_pp.cli_experiment import add_experiment_parser, run_experiment
 from psyphy_pp.defaults import (
+    DEFAULT_DENSE_MASS,
     DEFAULT_LEARNING_RATES,
     DEFAULT_MAX_TREE_DEPTH,
     DEFAULT_MOMENTUM,
@@ -96,6 +100,8 @@ PROG = "psyphy-pp"
 EXIT_NOT_CONVERGED = 3
 #: Exit status of ``fit`` when the MAP diverged (the last finite state is saved).
 EXIT_DIVERGED = 4
+#: Exit status of ``fit --method nuts`` when the chains did not converge (all is saved).
+EXIT_NUTS_NOT_CONVERGED = 5
 #: Exit status after Ctrl-C (``fit`` saves its checkpoint first).
 EXIT_INTERRUPTED = 130
 
@@ -182,6 +188,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-tree-depth", type=int, default=DEFAULT_MAX_TREE_DEPTH,
                    help="NUTS: at most 2**depth - 1 leapfrog steps per draw (default "
                         f"{DEFAULT_MAX_TREE_DEPTH}); raise it if NUTS does not converge")
+    p.add_argument("--mass", choices=("dense", "diagonal"),
+                   default="dense" if DEFAULT_DENSE_MASS else "diagonal",
+                   help="NUTS mass matrix adapted in warmup (default "
+                        f"{'dense' if DEFAULT_DENSE_MASS else 'diagonal'})")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--lapse-rate", default="0", metavar="FLOAT|learn",
                    help="lapse rate of the observer: a fixed number in [0, 1), or 'learn' to "
@@ -419,7 +429,8 @@ def _run_hierarchical_fit(args: argparse.Namespace, data: Any, model: Any, check
         if args.method == "nuts":
             result = pp.fit_nuts(hmodel, data, num_warmup=args.num_warmup,  # type: ignore[arg-type]
                                  num_samples=args.num_draws or 500, num_chains=args.num_chains,
-                                 max_tree_depth=args.max_tree_depth, seed=args.seed,
+                                 max_tree_depth=args.max_tree_depth,
+                                 dense_mass=args.mass == "dense", seed=args.seed,
                                  init_params=fit.params, progress_bar=progress)
         elif args.method == "laplace":
             result = pp.fit_laplace(hmodel, data, num_draws=args.num_draws or 1000,  # type: ignore[arg-type]
@@ -498,11 +509,22 @@ def _run_fit(args: argparse.Namespace, data: Any, model: Any, checkpoint: Any,
     if args.method == "nuts" and status == 0:
         result = pp.fit_nuts(model, data, num_warmup=args.num_warmup,
                              num_samples=args.num_draws or 500, num_chains=args.num_chains,
-                             max_tree_depth=args.max_tree_depth, seed=args.seed,
+                             max_tree_depth=args.max_tree_depth,
+                             dense_mass=args.mass == "dense", seed=args.seed,
                              init_params=fit.params, progress_bar=progress)
     elif args.method == "laplace" and status == 0:
         result = pp.fit_laplace(model, data, num_draws=args.num_draws or 1000, seed=args.seed,
                                 map_fit=fit, progress_bar=progress)
+    conv = None
+    if getattr(result, "method", None) == "nuts":
+        from psyphy_pp.diagnostics import sigma_convergence
+
+        conv = sigma_convergence(result)
+        if not conv.converged:
+            status = EXIT_NUTS_NOT_CONVERGED
+            failure = (f"NUTS did not converge (max r_hat {conv.max_rhat:.3f}, min ess_bulk "
+                       f"{conv.min_ess_bulk:.0f} over Sigma); run more draws (--num-draws) or "
+                       "raise --max-tree-depth")
     bands = _band_lines(result, data, progress) if result is not fit else []
     checks = _goodness_lines(result) if status != EXIT_INTERRUPTED else []
     wall = time.perf_counter() - t0
@@ -525,7 +547,7 @@ def _run_fit(args: argparse.Namespace, data: Any, model: Any, checkpoint: Any,
             notes.append(f"no ArviZ file: {type(err).__name__}: {_one_line(err)}")
     written.append("summary.txt")
     text = _summary(args, data, fit, result, t_map, wall, [out / w for w in written], notes,
-                    data_notes, bands, checks)
+                    data_notes, bands, checks, conv)
     (staging / "summary.txt").write_text(text + "\n", encoding="utf-8")
     print(text)
     if status == EXIT_INTERRUPTED:
@@ -581,7 +603,7 @@ def _goodness_lines(result: Any) -> list[str]:
 def _summary(args: argparse.Namespace, data: Any, fit: Any, result: Any, t_map: float,
              wall: float, written: Sequence[Path], notes: Sequence[str],
              data_notes: Sequence[str] = (), bands: Sequence[str] = (),
-             checks: Sequence[str] = ()) -> str:
+             checks: Sequence[str] = (), conv: Any = None) -> str:
     m = fit.model
     norm = data.normalization
     settings = fit.settings
@@ -616,9 +638,10 @@ def _summary(args: argparse.Namespace, data: Any, fit: Any, result: Any, t_map: 
         stats = getattr(result, "sample_stats", {}) or {}
         div = int(np.sum(stats.get("diverging", 0)))
         lines.append(f"NUTS: {result.num_chains} chains x {result.num_samples} draws (warmup "
-                     f"{args.num_warmup}, tree depth at most {args.max_tree_depth}), {div} "
+                     f"{args.num_warmup}, tree depth at most {args.max_tree_depth}, "
+                     f"{args.mass} mass), {div} "
                      f"divergences, task {result.model.task!r}")
-        lines.append(_nuts_convergence_line(result))
+        lines.append(_nuts_convergence_line(conv))
     elif getattr(result, "method", None) == "laplace":
         st = result.settings
         lines.append(f"Laplace: {result.num_samples} independent draws of a Gaussian at the MAP "
@@ -638,14 +661,13 @@ def _summary(args: argparse.Namespace, data: Any, fit: Any, result: Any, t_map: 
     return "\n".join(lines)
 
 
-def _nuts_convergence_line(result: Any) -> str:
+def _nuts_convergence_line(conv: Any) -> str:
     """summary.txt line: r_hat and ess_bulk of Sigma at the references, and the verdict."""
-    from psyphy_pp.diagnostics import ESS_MIN, RHAT_MAX, sigma_convergence
+    from psyphy_pp.diagnostics import ESS_MIN, RHAT_MAX
 
-    conv = sigma_convergence(result)
     verdict = ("converged" if conv.converged else
                f"NOT converged (wanted r_hat < {RHAT_MAX} and ess_bulk >= {ESS_MIN}: "
-               "run more draws, --num-draws)")
+               "run more draws, --num-draws, or raise --max-tree-depth)")
     return (f"NUTS convergence (Sigma at the references): max r_hat {conv.max_rhat:.3f}, "
             f"min ess_bulk {conv.min_ess_bulk:.0f}, {verdict}")
 

@@ -165,6 +165,26 @@ def test_fit_checks_sampler_options_before_fitting(tmp_path, capsys):
     assert not (tmp_path / "t_fit").exists()
 
 
+def test_fit_nuts_that_does_not_converge_exits_5_and_is_saved(tmp_path, capsys):
+    # Degree 0, 12 trials, 1 chain x 10 draws: quick, and far short of 400 effective draws.
+    csv = tmp_path / "t.csv"
+    rows = [f"0,0,{0.05 * (1 + i % 3)},0,{int(i % 4 != 0)}" for i in range(12)]
+    csv.write_text("ref_0,ref_1,comp_0,comp_1,response\n" + "\n".join(rows) + "\n")
+    out = tmp_path / "nuts"
+    code = main(["fit", str(csv), "--out", str(out), "--basis-degree", "0", "--extra-dims", "0",
+                 "--method", "nuts", "--num-warmup", "10", "--num-draws", "10", "--num-chains",
+                 "1", "--max-tree-depth", "3", "--mass", "diagonal", "--no-progress"])
+    assert code == 5
+    err = capsys.readouterr().err
+    assert "NUTS did not converge (max r_hat" in err and "exit status 5" in err
+    fit = pp.load_fit(out / "fit.npz")
+    assert fit.kind == "posterior" and fit.sample_shape == (1, 10)
+    assert fit.settings["dense_mass"] is False and fit.settings["max_tree_depth"] == 3
+    summary = (out / "summary.txt").read_text()
+    assert "(warmup 10, tree depth at most 3, diagonal mass)" in summary
+    assert "NOT converged (wanted r_hat < 1.01 and ess_bulk >= 400" in summary
+
+
 @pytest.mark.study  # 60-100 s on 2 cores: make test-studies
 def test_fit_nuts_writes_posterior_and_bands(simulated, capsys):
     if not hasattr(pp, "fit_nuts"):
@@ -173,11 +193,11 @@ def test_fit_nuts_writes_posterior_and_bands(simulated, capsys):
     assert main(["fit", str(simulated / "trials.csv"), "--out", str(out), *SMALL_MODEL,
                  "--method", "nuts", "--num-steps", "20", "--likelihood", "mc",
                  "--num-warmup", "30", "--num-draws", "20", "--num-chains", "1",
-                 "--max-tree-depth", "4", "--no-progress"]) == 0
+                 "--max-tree-depth", "4", "--no-progress"]) == 5  # 20 draws: not converged
     fit = pp.load_fit(out / "fit.npz")
     assert fit.kind == "posterior" and fit.sample_shape == (1, 20)
     summary = (out / "summary.txt").read_text()
-    assert "NUTS: 1 chains x 20 draws (warmup 30, tree depth at most 4)" in summary
+    assert "NUTS: 1 chains x 20 draws (warmup 30, tree depth at most 4, dense mass)" in summary
     assert fit.settings["max_tree_depth"] == 4
     # 20 draws cannot reach 400 effective draws: the summary says so.
     assert "NUTS convergence (Sigma at the references): max r_hat" in summary
