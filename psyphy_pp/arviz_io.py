@@ -116,11 +116,15 @@ def weights_and_field(fit: Any) -> tuple[np.ndarray, float, int, np.ndarray]:
             InferenceData made by :func:`to_arviz`.
 
     Returns:
-        ``(W by chain and draw, diag_term, input_dim, distinct reference points)``.
+        ``(W by chain and draw, diag_term, input_dim, distinct reference points)``;
+        a fit without data (a ground truth, a hierarchical population) has no
+        reference points: shape ``(0, input_dim)``.
     """
-    if isinstance(fit, FitResult) and fit.data is not None:
+    if isinstance(fit, FitResult):
         m = fit.model
-        return fit.weight_draws(), m.diag_term, m.input_dim, fit.data.unique_refs()
+        refs = (fit.data.unique_refs() if fit.data is not None
+                else np.empty((0, m.input_dim), np.float64))
+        return fit.weight_draws(), m.diag_term, m.input_dim, refs
     idata = to_arviz(fit)  # InferenceData passes through; anything else raises
     post = idata.posterior
     return (np.asarray(post[SITE_W].values), float(post.attrs["diag_term"]),
@@ -139,12 +143,16 @@ def sigma_draws(fit: Any, points: ArrayLike | None = None) -> np.ndarray:
         Array of shape ``(chains, draws, P, D, D)`` (a MAP fit has one of each).
 
     Raises:
-        ValueError: If ``points`` does not have shape ``(P, D)``.
+        ValueError: If ``points`` does not have shape ``(P, D)`` with ``P >= 1``
+            (``points`` is needed for a fit without data).
     """
     W, diag_term, D, ref_points = weights_and_field(fit)
     points = ref_points if points is None else np.asarray(points, np.float64)
-    if points.ndim != 2 or points.shape[1] != D:
-        raise ValueError(f"points must have shape (P, {D}), got {points.shape}")
+    if points.ndim != 2 or points.shape[1] != D or points.shape[0] == 0:
+        why = (" (the fit has no data to take its reference points from)"
+               if points.size == 0 and ref_points.size == 0 else "")
+        raise ValueError(f"points must have shape (P, {D}) with P >= 1, got "
+                         f"{points.shape}{why}")
     return _sigma(W, points, diag_term)
 
 

@@ -436,6 +436,17 @@ def _run_hierarchical_fit(args: argparse.Namespace, data: Any, model: Any, check
             result = pp.fit_laplace(hmodel, data, num_draws=args.num_draws or 1000,  # type: ignore[arg-type]
                                     seed=args.seed, map_fit=fit, progress_bar=progress)
     status = EXIT_NOT_CONVERGED if fit.converged is False else 0
+    conv_lines: list[str] = []
+    if args.method == "nuts":
+        from psyphy_pp.diagnostics import sigma_convergence
+
+        convs = {"the population": sigma_convergence(result.population(), data.unique_refs())}
+        convs.update((f"observer {name}", sigma_convergence(result.observer(name)))
+                     for name in result.observer_names)
+        conv_lines = [_nuts_convergence_line(c, f"Sigma of {who} at the references")
+                      for who, c in convs.items()]
+        if status == 0 and not all(c.converged for c in convs.values()):
+            status = EXIT_NUTS_NOT_CONVERGED
     files = {"fit_population.npz": result.population()}
     for i, name in enumerate(result.observer_names):
         files[f"fit_observer_{i}.npz"] = result.observer(name)
@@ -451,7 +462,7 @@ def _run_hierarchical_fit(args: argparse.Namespace, data: Any, model: Any, check
     lines = [f"{PROG} fit {args.data}: {data.num_trials} trials of {data.num_observers} "
              "observers (column 'subject'/'observer'): fitted the HIERARCHICAL WPPM "
              "(shared field + per-observer deviations, psyphy_pp.HierarchicalWPPM)",
-             result.summary(),
+             result.summary(), *conv_lines,
              f"method: {args.method}; wall time {time.perf_counter() - t0:.1f} s",
              f"files in {out}: fit_population.npz (the shared field), params.npz, "
              "inference.nc, and one fit per observer:"]
@@ -460,6 +471,10 @@ def _run_hierarchical_fit(args: argparse.Namespace, data: Any, model: Any, check
     text = "\n".join(lines)
     (staging / "summary.txt").write_text(text + "\n", encoding="utf-8")
     print(text)
+    if status == EXIT_NUTS_NOT_CONVERGED:
+        sys.stderr.write(f"{PROG} fit: NUTS did not converge (see the NUTS convergence lines); "
+                         "run more draws (--num-draws) or raise --max-tree-depth (exit status "
+                         f"{status}; the fit is saved in {out})\n")
     return status
 
 
@@ -661,14 +676,14 @@ def _summary(args: argparse.Namespace, data: Any, fit: Any, result: Any, t_map: 
     return "\n".join(lines)
 
 
-def _nuts_convergence_line(conv: Any) -> str:
-    """summary.txt line: r_hat and ess_bulk of Sigma at the references, and the verdict."""
+def _nuts_convergence_line(conv: Any, what: str = "Sigma at the references") -> str:
+    """summary.txt line: r_hat and ess_bulk of Sigma (``what``), and the verdict."""
     from psyphy_pp.diagnostics import ESS_MIN, RHAT_MAX
 
     verdict = ("converged" if conv.converged else
                f"NOT converged (wanted r_hat < {RHAT_MAX} and ess_bulk >= {ESS_MIN}: "
                "run more draws, --num-draws, or raise --max-tree-depth)")
-    return (f"NUTS convergence (Sigma at the references): max r_hat {conv.max_rhat:.3f}, "
+    return (f"NUTS convergence ({what}): max r_hat {conv.max_rhat:.3f}, "
             f"min ess_bulk {conv.min_ess_bulk:.0f}, {verdict}")
 
 

@@ -314,6 +314,26 @@ def test_cli_fit_on_a_subject_file_fits_the_hierarchical_model(small, tmp_path, 
     assert (out / "fit_population.npz").exists()
 
 
+@pytest.mark.study  # 40-70 s on 2 cores, mostly compiling: make test-studies
+def test_cli_nuts_on_a_subject_file_reports_convergence_per_observer(small, tmp_path, capsys):
+    from psyphy_pp.cli import main
+
+    _, data = small
+    path = tmp_path / "trials.csv"
+    data.to_csv(path)
+    out = tmp_path / "fit"
+    # Degree 0 and 1 chain x 10 draws: quick, and not converged (r_hat needs 2 chains).
+    status = main(["fit", str(path), "--out", str(out), "--basis-degree", "0", "--extra-dims",
+                   "0", "--method", "nuts", "--num-warmup", "10", "--num-draws", "10",
+                   "--num-chains", "1", "--max-tree-depth", "3", "--no-progress"])
+    assert status == 5
+    assert "NUTS did not converge" in capsys.readouterr().err
+    text = (out / "summary.txt").read_text()
+    for who in ("the population", *(f"observer {n}" for n in NAMES)):
+        assert f"NUTS convergence (Sigma of {who} at the references): max r_hat" in text
+    assert pp.load_fit(out / "fit_observer_0.npz").sample_shape == (1, 10)
+
+
 @pytest.mark.study
 def test_plot_observers_draws_one_panel_per_observer_and_the_population(small):
     pytest.importorskip("matplotlib")
