@@ -164,6 +164,18 @@ def test_sigma_draws_on_a_grid(nuts_idata, small):
         sigma_draws(idata, np.zeros((3, 3)))
 
 
+def test_sigma_draws_of_a_fit_without_data_needs_points(small):
+    model, truth_params, _ = small
+    truth = pp.SavedFit(model, truth_params, method="truth")  # no data
+    grid = pp.designs.grid_points(3, 2)
+    S = sigma_draws(truth, grid)
+    assert S.shape == (1, 1, 9, 2, 2)
+    np.testing.assert_allclose(S[0, 0], model.covariance(truth_params, grid), rtol=1e-5,
+                               atol=1e-7)
+    with pytest.raises(ValueError, match="has no data to take its reference points from"):
+        sigma_draws(truth)
+
+
 def test_posterior_plots_return_figures(nuts_idata, small):
     post, _ = nuts_idata
     fig = plot_posterior_ellipses(post, truth=small.truth)
