@@ -115,6 +115,29 @@ def fit_nuts_hierarchical(
     Every chain starts from ``init_params`` (a MAP's ``params``) or, by
     default, from a prior draw with ``Delta`` at ``tau = tau_scale``.
 
+    Args:
+        model: The :class:`HierarchicalWPPM`; its base task must be deterministic.
+        data: Trials with an ``observer`` column.
+        num_warmup: Warmup (adaptation) iterations per chain.
+        num_samples: Draws kept per chain.
+        num_chains: Number of chains.
+        seed: Seeds the initial values and the sampler.
+        init_params: Parameters to start every chain from (a hierarchical MAP's
+            ``params``), or None for a prior draw.
+        target_accept_prob: Target acceptance probability of the step-size
+            adaptation, in (0, 1).
+        max_tree_depth: At most ``2**max_tree_depth - 1`` leapfrog steps per
+            iteration, as in :func:`~psyphy_pp.fit_nuts`.
+        dense_mass: Adapt a dense mass matrix in warmup, rather than a diagonal one.
+        progress_bar: Show a progress bar (iterations of all chains).
+        chain_method: ``"auto"`` (sequential), ``"sequential"``, ``"vectorized"``
+            or ``"parallel"``.
+        **unsupported: ``fit_nuts`` arguments this model does not take
+            (``task``, ``devices``); anything but None raises.
+
+    Returns:
+        A :class:`HierarchicalFit` of posterior draws.
+
     Raises:
         ValueError: For invalid arguments, before anything is compiled.
     """
