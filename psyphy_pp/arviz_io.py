@@ -112,8 +112,8 @@ def weights_and_field(fit: Any) -> tuple[np.ndarray, float, int, np.ndarray]:
     """What the field plots and summaries need from any fit.
 
     Args:
-        fit: A :class:`~psyphy_pp.results.FitResult` with data, or an
-            InferenceData made by :func:`to_arviz`.
+        fit: A :class:`~psyphy_pp.results.FitResult` (with or without data),
+            or an InferenceData made by :func:`to_arviz`.
 
     Returns:
         ``(W by chain and draw, diag_term, input_dim, distinct reference points)``;
@@ -137,7 +137,7 @@ def sigma_draws(fit: Any, points: ArrayLike | None = None) -> np.ndarray:
     Args:
         fit: A fit result or an InferenceData made by :func:`to_arviz`.
         points: Stimuli of shape ``(P, D)``; default: the data's distinct
-            reference points.
+            reference points (required for a fit without data).
 
     Returns:
         Array of shape ``(chains, draws, P, D, D)`` (a MAP fit has one of each).

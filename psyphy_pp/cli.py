@@ -30,7 +30,8 @@ dimension), or a ``# psyphy_pp normalization:`` line in the CSV
 Exit status:
 
 * 0: done (for ``fit``: the MAP converged, or with fresh Monte Carlo noise,
-  where convergence is not assessed, ran its steps);
+  where convergence is not assessed, ran its steps; with ``--method nuts``,
+  NUTS converged too);
 * 1: bad input, with a one-line reason on stderr;
 * 2: command-line usage error;
 * 3 (``fit``): the MAP did not converge within ``--num-steps``; everything is
@@ -190,8 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
                         f"{DEFAULT_MAX_TREE_DEPTH}); raise it if NUTS does not converge")
     p.add_argument("--mass", choices=("dense", "diagonal"),
                    default="dense" if DEFAULT_DENSE_MASS else "diagonal",
-                   help="NUTS mass matrix adapted in warmup (default "
-                        f"{'dense' if DEFAULT_DENSE_MASS else 'diagonal'})")
+                   help="NUTS mass matrix adapted in warmup (default %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--lapse-rate", default="0", metavar="FLOAT|learn",
                    help="lapse rate of the observer: a fixed number in [0, 1), or 'learn' to "
@@ -427,29 +427,35 @@ def _run_hierarchical_fit(args: argparse.Namespace, data: Any, model: Any, check
                                       progress_bar=progress)
         result: Any = fit
         if args.method == "nuts":
-            result = pp.fit_nuts(hmodel, data, num_warmup=args.num_warmup,  # type: ignore[arg-type]
-                                 num_samples=args.num_draws or 500, num_chains=args.num_chains,
-                                 max_tree_depth=args.max_tree_depth,
-                                 dense_mass=args.mass == "dense", seed=args.seed,
-                                 init_params=fit.params, progress_bar=progress)
+            result = pp.fit_nuts(hmodel, data,  # type: ignore[arg-type]
+                                 **_nuts_kwargs(args, fit, progress))
         elif args.method == "laplace":
             result = pp.fit_laplace(hmodel, data, num_draws=args.num_draws or 1000,  # type: ignore[arg-type]
                                     seed=args.seed, map_fit=fit, progress_bar=progress)
     status = EXIT_NOT_CONVERGED if fit.converged is False else 0
+    failures = [f"the MAP {fit.convergence}"] if status else []
+    population = result.population()
+    observers = {name: result.observer(name) for name in result.observer_names}
     conv_lines: list[str] = []
     if args.method == "nuts":
-        from psyphy_pp.diagnostics import sigma_convergence
+        from psyphy_pp.diagnostics import SigmaConvergence, sigma_convergence
 
-        convs = {"the population": sigma_convergence(result.population(), data.unique_refs())}
-        convs.update((f"observer {name}", sigma_convergence(result.observer(name)))
-                     for name in result.observer_names)
-        conv_lines = [_nuts_convergence_line(c, f"Sigma of {who} at the references")
-                      for who, c in convs.items()]
-        if status == 0 and not all(c.converged for c in convs.values()):
-            status = EXIT_NUTS_NOT_CONVERGED
-    files = {"fit_population.npz": result.population()}
-    for i, name in enumerate(result.observer_names):
-        files[f"fit_observer_{i}.npz"] = result.observer(name)
+        convs = {"the population": sigma_convergence(population, data.unique_refs())}
+        convs.update((f"observer {name}", sigma_convergence(one))
+                     for name, one in observers.items())
+        conv_lines = [_nuts_convergence_line(c, f"Sigma of {who} at the references",
+                                             args.num_chains) for who, c in convs.items()]
+        failed = [who for who, c in convs.items() if not c.converged]
+        if failed:  # their largest r_hat and smallest ess_bulk
+            worst = SigmaConvergence(
+                max_rhat=float(np.max([convs[w].max_rhat for w in failed])),
+                min_ess_bulk=float(np.min([convs[w].min_ess_bulk for w in failed])))
+            failures.append(_nuts_failure(worst, f"Sigma of {', '.join(failed)}",
+                                          args.num_chains))
+            status = status or EXIT_NUTS_NOT_CONVERGED
+    files = {"fit_population.npz": population}
+    for i, one in enumerate(observers.values()):
+        files[f"fit_observer_{i}.npz"] = one
     for fname, one in files.items():
         save_fit(staging / fname, SavedFit.from_result(one))
     arrays: dict[str, Any] = {k: np.asarray(v) for k, v in result.samples.items()}
@@ -471,10 +477,9 @@ def _run_hierarchical_fit(args: argparse.Namespace, data: Any, model: Any, check
     text = "\n".join(lines)
     (staging / "summary.txt").write_text(text + "\n", encoding="utf-8")
     print(text)
-    if status == EXIT_NUTS_NOT_CONVERGED:
-        sys.stderr.write(f"{PROG} fit: NUTS did not converge (see the NUTS convergence lines); "
-                         "run more draws (--num-draws) or raise --max-tree-depth (exit status "
-                         f"{status}; the fit is saved in {out})\n")
+    for failure in failures:
+        sys.stderr.write(f"{PROG} fit: {failure} (exit status {status}; the fit is saved in "
+                         f"{out})\n")
     return status
 
 
@@ -522,11 +527,7 @@ def _run_fit(args: argparse.Namespace, data: Any, model: Any, checkpoint: Any,
     t_map = time.perf_counter() - t0
     result: Any = fit
     if args.method == "nuts" and status == 0:
-        result = pp.fit_nuts(model, data, num_warmup=args.num_warmup,
-                             num_samples=args.num_draws or 500, num_chains=args.num_chains,
-                             max_tree_depth=args.max_tree_depth,
-                             dense_mass=args.mass == "dense", seed=args.seed,
-                             init_params=fit.params, progress_bar=progress)
+        result = pp.fit_nuts(model, data, **_nuts_kwargs(args, fit, progress))
     elif args.method == "laplace" and status == 0:
         result = pp.fit_laplace(model, data, num_draws=args.num_draws or 1000, seed=args.seed,
                                 map_fit=fit, progress_bar=progress)
@@ -535,11 +536,9 @@ def _run_fit(args: argparse.Namespace, data: Any, model: Any, checkpoint: Any,
         from psyphy_pp.diagnostics import sigma_convergence
 
         conv = sigma_convergence(result)
-        if not conv.converged:
+        if status == 0 and not conv.converged:
             status = EXIT_NUTS_NOT_CONVERGED
-            failure = (f"NUTS did not converge (max r_hat {conv.max_rhat:.3f}, min ess_bulk "
-                       f"{conv.min_ess_bulk:.0f} over Sigma); run more draws (--num-draws) or "
-                       "raise --max-tree-depth")
+            failure = _nuts_failure(conv, "Sigma at the references", args.num_chains)
     bands = _band_lines(result, data, progress) if result is not fit else []
     checks = _goodness_lines(result) if status != EXIT_INTERRUPTED else []
     wall = time.perf_counter() - t0
@@ -656,7 +655,11 @@ def _summary(args: argparse.Namespace, data: Any, fit: Any, result: Any, t_map: 
                      f"{args.num_warmup}, tree depth at most {args.max_tree_depth}, "
                      f"{args.mass} mass), {div} "
                      f"divergences, task {result.model.task!r}")
-        lines.append(_nuts_convergence_line(conv))
+        if conv is None:
+            from psyphy_pp.diagnostics import sigma_convergence
+
+            conv = sigma_convergence(result)
+        lines.append(_nuts_convergence_line(conv, "Sigma at the references", args.num_chains))
     elif getattr(result, "method", None) == "laplace":
         st = result.settings
         lines.append(f"Laplace: {result.num_samples} independent draws of a Gaussian at the MAP "
@@ -676,13 +679,34 @@ def _summary(args: argparse.Namespace, data: Any, fit: Any, result: Any, t_map: 
     return "\n".join(lines)
 
 
-def _nuts_convergence_line(conv: Any, what: str = "Sigma at the references") -> str:
+def _nuts_kwargs(args: argparse.Namespace, fit: Any, progress: bool) -> dict[str, Any]:
+    """``fit_nuts``'s arguments from the command line, every chain started at the MAP ``fit``."""
+    return dict(num_warmup=args.num_warmup, num_samples=args.num_draws or 500,
+                num_chains=args.num_chains, max_tree_depth=args.max_tree_depth,
+                dense_mass=args.mass == "dense", seed=args.seed, init_params=fit.params,
+                progress_bar=progress)
+
+
+def _nuts_remedy(num_chains: int) -> str:
+    """What to do when NUTS did not converge (one chain has no r_hat at all)."""
+    if num_chains < 2:
+        return "r_hat needs at least 2 chains: --num-chains 2 or more"
+    return "run more draws (--num-draws) or raise --max-tree-depth"
+
+
+def _nuts_failure(conv: Any, what: str, num_chains: int) -> str:
+    """The stderr line of a NUTS run that did not converge."""
+    return (f"NUTS did not converge ({what}: max r_hat {conv.max_rhat:.3f}, min ess_bulk "
+            f"{conv.min_ess_bulk:.0f}); {_nuts_remedy(num_chains)}")
+
+
+def _nuts_convergence_line(conv: Any, what: str, num_chains: int) -> str:
     """summary.txt line: r_hat and ess_bulk of Sigma (``what``), and the verdict."""
     from psyphy_pp.diagnostics import ESS_MIN, RHAT_MAX
 
     verdict = ("converged" if conv.converged else
                f"NOT converged (wanted r_hat < {RHAT_MAX} and ess_bulk >= {ESS_MIN}: "
-               "run more draws, --num-draws, or raise --max-tree-depth)")
+               f"{_nuts_remedy(num_chains)})")
     return (f"NUTS convergence ({what}): max r_hat {conv.max_rhat:.3f}, "
             f"min ess_bulk {conv.min_ess_bulk:.0f}, {verdict}")
 

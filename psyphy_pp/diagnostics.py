@@ -139,7 +139,8 @@ def posterior_sigma(fit: Any, points: ArrayLike | None = None, *, prob: float = 
         fit: A :class:`~psyphy_pp.NutsResult`, a :class:`~psyphy_pp.MapResult`
             or an InferenceData from :func:`~psyphy_pp.to_arviz`.
         points: Stimuli of shape ``(P, D)``; default: the data's distinct
-            reference points. For a grid use e.g. ``pp.designs.grid_points(12, 2)``.
+            reference points (required for a fit without data). For a grid use
+            e.g. ``pp.designs.grid_points(12, 2)``.
         prob: Mass of the interval, in (0, 1).
 
     Returns:
@@ -207,7 +208,7 @@ def sigma_convergence(fit: Any, points: ArrayLike | None = None) -> SigmaConverg
         fit: A :class:`~psyphy_pp.NutsResult` (several chains make ``r_hat``
             meaningful) or an InferenceData from :func:`~psyphy_pp.to_arviz`.
         points: Stimuli of shape ``(P, D)``; default: the data's distinct
-            reference points.
+            reference points (required for a fit without data).
 
     Returns:
         A :class:`SigmaConvergence`; its ``converged`` applies :data:`RHAT_MAX`

@@ -165,6 +165,7 @@ def test_fit_checks_sampler_options_before_fitting(tmp_path, capsys):
     assert not (tmp_path / "t_fit").exists()
 
 
+@pytest.mark.slow  # 25-45 s on 2 cores, mostly compiling the MAP and NUTS
 def test_fit_nuts_that_does_not_converge_exits_5_and_is_saved(tmp_path, capsys):
     # Degree 0, 12 trials, 1 chain x 10 draws: quick, and far short of 400 effective draws.
     csv = tmp_path / "t.csv"
@@ -176,7 +177,9 @@ def test_fit_nuts_that_does_not_converge_exits_5_and_is_saved(tmp_path, capsys):
                  "1", "--max-tree-depth", "3", "--mass", "diagonal", "--no-progress"])
     assert code == 5
     err = capsys.readouterr().err
-    assert "NUTS did not converge (max r_hat" in err and "exit status 5" in err
+    assert "NUTS did not converge (Sigma at the references: max r_hat" in err
+    assert "r_hat needs at least 2 chains: --num-chains 2 or more" in err  # not "more draws"
+    assert "exit status 5" in err
     fit = pp.load_fit(out / "fit.npz")
     assert fit.kind == "posterior" and fit.sample_shape == (1, 10)
     assert fit.settings["dense_mass"] is False and fit.settings["max_tree_depth"] == 3

@@ -326,8 +326,10 @@ def test_cli_nuts_on_a_subject_file_reports_convergence_per_observer(small, tmp_
     status = main(["fit", str(path), "--out", str(out), "--basis-degree", "0", "--extra-dims",
                    "0", "--method", "nuts", "--num-warmup", "10", "--num-draws", "10",
                    "--num-chains", "1", "--max-tree-depth", "3", "--no-progress"])
-    assert status == 5
-    assert "NUTS did not converge" in capsys.readouterr().err
+    assert status in (3, 5)  # 3 when the hierarchical MAP did not converge: it takes precedence
+    err = capsys.readouterr().err
+    assert "NUTS did not converge (Sigma of the population, observer" in err
+    assert "r_hat needs at least 2 chains" in err and f"exit status {status}" in err
     text = (out / "summary.txt").read_text()
     for who in ("the population", *(f"observer {n}" for n in NAMES)):
         assert f"NUTS convergence (Sigma of {who} at the references): max r_hat" in text
