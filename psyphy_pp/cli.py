@@ -618,6 +618,7 @@ def _summary(args: argparse.Namespace, data: Any, fit: Any, result: Any, t_map: 
              wall: float, written: Sequence[Path], notes: Sequence[str],
              data_notes: Sequence[str] = (), bands: Sequence[str] = (),
              checks: Sequence[str] = (), conv: Any = None) -> str:
+    """summary.txt's text; ``conv`` is the Sigma convergence of a NUTS ``result``."""
     m = fit.model
     norm = data.normalization
     settings = fit.settings
@@ -655,10 +656,6 @@ def _summary(args: argparse.Namespace, data: Any, fit: Any, result: Any, t_map: 
                      f"{args.num_warmup}, tree depth at most {args.max_tree_depth}, "
                      f"{args.mass} mass), {div} "
                      f"divergences, task {result.model.task!r}")
-        if conv is None:
-            from psyphy_pp.diagnostics import sigma_convergence
-
-            conv = sigma_convergence(result)
         lines.append(_nuts_convergence_line(conv, "Sigma at the references", args.num_chains))
     elif getattr(result, "method", None) == "laplace":
         st = result.settings
