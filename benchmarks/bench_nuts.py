@@ -18,8 +18,10 @@ Measured and printed, for ``fit_nuts`` at the given warmup and draws:
 
 Run ``python -m benchmarks.bench_nuts`` from the repository root
 (``--num-warmup``, ``--num-draws``; default 200 + 200 per chain, about 5 min on
-2 cores at fit_nuts's defaults; ``--max-tree-depth`` and ``--mass dense|diagonal``
-override those defaults). The issue's target, 2 x 500 draws with r_hat < 1.01 and
+2 cores at fit_nuts's defaults; ``--max-tree-depth``, ``--mass dense|diagonal``,
+``--gauge free|fixed`` and ``--seed`` override those defaults). ``--observer
+sobol:S`` or ``grid:S`` runs instead on observer ``S`` of
+``python -m benchmarks.coverage`` (6,000 trials, degree 4, its prior). The issue's target, 2 x 500 draws with r_hat < 1.01 and
 ess > 400 in under 10 minutes, is printed next to the measurement.
 """
 
@@ -44,6 +46,21 @@ def observer(num_trials_per_ref: int = 240, seed: int = 123):
                                          key=jax.random.PRNGKey(3))
     data = pp.simulate(model, truth, refs, comps, key=jax.random.PRNGKey(4))
     return model, truth, data
+
+
+def pick_observer(name: str, trials_per_ref: int):
+    """``(model, data)`` of ``--observer``: ``"bench"``, or ``"sobol:S"`` / ``"grid:S"``."""
+    if name == "bench":
+        model, _, data = observer(trials_per_ref)
+        return model, data
+    design, _, seed = name.partition(":")
+    if design not in ("sobol", "grid") or not seed.isdigit():
+        raise SystemExit(f"--observer must be bench, sobol:SEED or grid:SEED, got {name!r}")
+    import psyphy_pp as pp
+    from benchmarks.coverage import make_observer, model_kwargs
+
+    _, _, data, _ = make_observer(int(seed), design, trials=6000, grid_size=5, basis_degree=4)
+    return pp.WPPM(**model_kwargs(4)), data
 
 
 def gradient_seconds(model, params, data, repeats: int = 20) -> float:
@@ -83,6 +100,11 @@ def main(argv=None) -> dict:
                         help="default: fit_nuts's own (psyphy_pp.defaults.DEFAULT_MAX_TREE_DEPTH)")
     parser.add_argument("--mass", choices=("dense", "diagonal"), default=None,
                         help="default: fit_nuts's own (psyphy_pp.defaults.DEFAULT_DENSE_MASS)")
+    parser.add_argument("--gauge", choices=("free", "fixed"), default=None,
+                        help="default: fit_nuts's own (psyphy_pp.defaults.DEFAULT_NUTS_GAUGE)")
+    parser.add_argument("--seed", type=int, default=0, help="fit_nuts's seed (default 0)")
+    parser.add_argument("--observer", default="bench", metavar="bench|sobol:S|grid:S",
+                        help="the observer above (default), or coverage.py's observer S")
     args = parser.parse_args(argv)
 
     import jax
@@ -92,7 +114,7 @@ def main(argv=None) -> dict:
     import psyphy_pp as pp
 
     load0 = os.getloadavg()
-    model, _, data = observer(args.trials_per_ref)
+    model, data = pick_observer(args.observer, args.trials_per_ref)
     t0 = time.perf_counter()
     lap = pp.fit_laplace(model, data, progress_bar=False)
     t_laplace = time.perf_counter() - t0
@@ -105,9 +127,12 @@ def main(argv=None) -> dict:
     sampler = {} if args.max_tree_depth is None else {"max_tree_depth": args.max_tree_depth}
     if args.mass is not None:
         sampler["dense_mass"] = args.mass == "dense"
+    if args.gauge is not None:
+        sampler["gauge"] = args.gauge
     t0 = time.perf_counter()
     post = pp.fit_nuts(model, data, init_params=lap.map_fit.params, num_warmup=args.num_warmup,
-                       num_samples=args.num_draws, num_chains=2, progress_bar=False, **sampler)
+                       num_samples=args.num_draws, num_chains=2, seed=args.seed,
+                       progress_bar=False, **sampler)
     t_nuts = time.perf_counter() - t0
     steps = post.sample_stats["num_steps"]
     conv = pp.diagnostics.sigma_convergence(post)
@@ -120,13 +145,13 @@ def main(argv=None) -> dict:
         mean_steps=float(steps.mean()), max_steps=int(steps.max()),
         mean_tree_depth=float(post.sample_stats["tree_depth"].mean()),
         max_tree_depth=post.settings["max_tree_depth"],
-        dense_mass=post.settings["dense_mass"],
+        dense_mass=post.settings["dense_mass"], gauge=post.settings["gauge"], seed=args.seed,
         step_size=[float(s) for s in post.sample_stats["step_size"][:, -1]],
         divergences=post.num_divergences, max_rhat=rhat, min_ess=ess,
         seconds_per_iteration=t_nuts / iters,
         load=(load0, os.getloadavg()), jax=jax.__version__, numpyro=numpyro.__version__,
     )
-    print(f"observer: {out['num_trials']} trials, {out['weights']} weights; "
+    print(f"observer {args.observer}: {out['num_trials']} trials, {out['weights']} weights; "
           f"jax {jax.__version__}, numpyro {numpyro.__version__}; load {load0[0]:.2f} -> "
           f"{os.getloadavg()[0]:.2f}")
     print("| quantity | value |\n| --- | --- |")
@@ -141,6 +166,7 @@ def main(argv=None) -> dict:
          f"{steps.mean():.1f} / {steps.max()}"),
         ("tree depth (mean; cap)", f"{out['mean_tree_depth']:.2f}; {out['max_tree_depth']}"),
         ("mass matrix", "dense" if out["dense_mass"] else "diagonal"),
+        ("gauge; seed", f"{out['gauge']}; {args.seed}"),
         ("adapted step size (per chain)", ", ".join(f"{s:.3g}" for s in out["step_size"])),
         ("gradients x their time / wall time (warmup counted at the post-warmup steps)",
          f"{grad_s * steps.mean() * iters / t_nuts:.0%}"),

@@ -92,9 +92,11 @@ from psyphy_pp.defaults import (
     DEFAULT_MAX_TREE_DEPTH,
     DEFAULT_MOMENTUM,
     DEFAULT_NUM_STEPS,
+    DEFAULT_NUTS_GAUGE,
     DEFAULT_TOL,
     OPTIMIZERS,
 )
+from psyphy_pp.gauge import GAUGES
 
 PROG = "psyphy-pp"
 #: Exit status of ``fit`` when the MAP did not converge (the fit is saved).
@@ -192,6 +194,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mass", choices=("dense", "diagonal"),
                    default="dense" if DEFAULT_DENSE_MASS else "diagonal",
                    help="NUTS mass matrix adapted in warmup (default %(default)s)")
+    p.add_argument("--gauge", choices=GAUGES, default=DEFAULT_NUTS_GAUGE,
+                   help="NUTS: 'fixed' samples W with its rotation symmetry removed (the "
+                        "same posterior of Sigma; an experiment: it mixed better or worse "
+                        "depending on the observer and the run), 'free' samples W itself "
+                        "(default %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--lapse-rate", default="0", metavar="FLOAT|learn",
                    help="lapse rate of the observer: a fixed number in [0, 1), or 'learn' to "
@@ -415,6 +422,9 @@ def _run_hierarchical_fit(args: argparse.Namespace, data: Any, model: Any, check
         if value is not None:
             raise ValueError(f"{flag} does not apply to a hierarchical fit (data with several "
                              f"observers), got {value!r}; it uses --optimizer auto or adam")
+    if args.method == "nuts" and args.gauge != "free":
+        raise ValueError(f"--gauge {args.gauge} is not available for a hierarchical fit (data "
+                         "with several observers); use --gauge free")
     hmodel = pp.HierarchicalWPPM(base=model)
     progress = not args.no_progress
     t0 = time.perf_counter()
@@ -654,7 +664,7 @@ def _summary(args: argparse.Namespace, data: Any, fit: Any, result: Any, t_map: 
         div = int(np.sum(stats.get("diverging", 0)))
         lines.append(f"NUTS: {result.num_chains} chains x {result.num_samples} draws (warmup "
                      f"{args.num_warmup}, tree depth at most {args.max_tree_depth}, "
-                     f"{args.mass} mass), {div} "
+                     f"{args.mass} mass, {args.gauge} gauge), {div} "
                      f"divergences, task {result.model.task!r}")
         lines.append(_nuts_convergence_line(conv, "Sigma at the references", args.num_chains))
     elif getattr(result, "method", None) == "laplace":
@@ -680,8 +690,8 @@ def _nuts_kwargs(args: argparse.Namespace, fit: Any, progress: bool) -> dict[str
     """``fit_nuts``'s arguments from the command line, every chain started at the MAP ``fit``."""
     return dict(num_warmup=args.num_warmup, num_samples=args.num_draws or 500,
                 num_chains=args.num_chains, max_tree_depth=args.max_tree_depth,
-                dense_mass=args.mass == "dense", seed=args.seed, init_params=fit.params,
-                progress_bar=progress)
+                dense_mass=args.mass == "dense", gauge=args.gauge, seed=args.seed,
+                init_params=fit.params, progress_bar=progress)
 
 
 def _nuts_remedy(num_chains: int) -> str:

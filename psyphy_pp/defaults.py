@@ -36,6 +36,7 @@ __all__ = [
     "MIN_FIXED_NOISE_SAMPLES",
     "DEFAULT_MAX_TREE_DEPTH",
     "DEFAULT_DENSE_MASS",
+    "DEFAULT_NUTS_GAUGE",
     "PURPOSES",
     "likelihood_method",
     "task_for",
@@ -84,6 +85,9 @@ DEFAULT_MAX_TREE_DEPTH = 6
 #: Whether NUTS adapts a dense mass matrix in warmup (else a diagonal one); see
 #: :data:`DEFAULT_MAX_TREE_DEPTH`.
 DEFAULT_DENSE_MASS = True
+#: How NUTS treats the rotation symmetry of the weights: ``"free"`` (sample ``W``)
+#: or ``"fixed"`` (:mod:`psyphy_pp.gauge`).
+DEFAULT_NUTS_GAUGE = "free"
 #: The purposes :func:`task_for` knows.
 PURPOSES = ("fit", "nuts", "thresholds", "simulate")
 

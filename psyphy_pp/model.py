@@ -28,8 +28,9 @@ import numpyro
 import numpyro.distributions as dist
 
 from psyphy_pp import field as _field
+from psyphy_pp import gauge as _gauge
 from psyphy_pp._typing import Array, ArrayLike, Params, PRNGKey
-from psyphy_pp._validation import check_nonnegative, check_positive, check_stimuli, is_concrete
+from psyphy_pp._validation import check_choice, check_nonnegative, check_positive, check_stimuli, is_concrete
 from psyphy_pp.oddity import Oddity
 from psyphy_pp.oddity.lapse import lapse_logits
 from psyphy_pp.sharding import (
@@ -305,10 +306,12 @@ class WPPM:
         *,
         mask: ArrayLike | None = None,
         devices: DevicesLike = None,
+        gauge: str = "free",
     ) -> None:
         """The WPPM as a NumPyro model function.
 
-        Sites: ``"W"`` (latent, Wishart-process prior), ``"lapse_rate"`` (latent,
+        Sites: ``"W"`` (latent, Wishart-process prior; deterministic, with the
+        latent sites of :mod:`psyphy_pp.gauge`, when ``gauge="fixed"``), ``"lapse_rate"`` (latent,
         Beta prior ``task.lapse_prior``; only when the task learns the lapse
         rate) and ``"y"`` (Bernoulli responses with ``logits = logit P(correct)``,
         lapse included, observed when ``responses`` is given) inside a plate
@@ -326,8 +329,18 @@ class WPPM:
             devices: Shard the trials over these devices; the arrays must be
                 placed already (:func:`~psyphy_pp.sharding.place_trials`), with
                 ``N`` a multiple of the device count. None: no sharding.
+            gauge: ``"free"`` samples ``"W"`` itself; ``"fixed"`` samples the
+                coordinates of :mod:`psyphy_pp.gauge` (the rotation symmetry
+                removed, the same posterior of ``Sigma``) and records ``"W"`` as
+                a deterministic site.
         """
-        W = numpyro.sample(SITE_W, self.prior())
+        check_choice("gauge", gauge, _gauge.GAUGES)
+        if gauge == "fixed":
+            coords = {name: numpyro.sample(name, prior)
+                      for name, prior in _gauge.coords_priors(self).items()}
+            W = numpyro.deterministic(SITE_W, _gauge.weights_from_coords(self, coords))
+        else:
+            W = numpyro.sample(SITE_W, self.prior())
         params = {SITE_W: W}
         if self.task.learns_lapse:
             params[SITE_LAPSE] = numpyro.sample(SITE_LAPSE, self.lapse_prior())

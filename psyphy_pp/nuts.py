@@ -58,6 +58,8 @@ entries say little. Diagnose convergence on identifiable quantities: ``Sigma``
 at the reference points or on a grid (the ``Sigma`` variable of
 :func:`~psyphy_pp.to_arviz`, :func:`~psyphy_pp.diagnostics.posterior_sigma`),
 P(correct) of held-out trials, or the log density (``lp`` in the sample stats).
+``gauge="fixed"`` samples coordinates without the rotations
+(:mod:`psyphy_pp.gauge`); the posterior of ``Sigma`` is the same.
 """
 
 from __future__ import annotations
@@ -82,6 +84,7 @@ from psyphy_pp._typing import Params
 from psyphy_pp._validation import check_bool, check_choice, check_nonnegative, check_positive
 from psyphy_pp._warnings import PsyphyWarning
 from psyphy_pp.data import TrialData
+from psyphy_pp.gauge import GAUGES, coords_from_weights
 from psyphy_pp.inference import check_model_and_data, is_hierarchical, place_data
 from psyphy_pp.model import SITE_LAPSE, SITE_W, WPPM
 from psyphy_pp.oddity import Oddity
@@ -257,6 +260,7 @@ def fit_nuts(
     target_accept_prob: float = 0.8,
     max_tree_depth: int = defaults.DEFAULT_MAX_TREE_DEPTH,
     dense_mass: bool = defaults.DEFAULT_DENSE_MASS,
+    gauge: str = defaults.DEFAULT_NUTS_GAUGE,
     progress_bar: bool = True,
     chain_method: str = "auto",
     task: Oddity | None = None,
@@ -316,6 +320,12 @@ def fit_nuts(
             module docstring for how the default was chosen).
         dense_mass: Adapt a dense mass matrix (all covariances of the weights)
             in warmup, rather than a diagonal one.
+        gauge: ``"free"`` samples the weights ``W`` themselves; ``"fixed"``
+            samples them with the rotation symmetry removed
+            (:mod:`psyphy_pp.gauge`): the same posterior of ``Sigma``. It mixed
+            better in some runs and worse in others (``docs/inference.md``), so
+            it is an option to experiment with. The draws of ``W`` are then
+            those of the fixed gauge. Single-observer models only.
         progress_bar: Show a progress bar (iterations of all chains).
         chain_method: ``"auto"``, ``"parallel"``, ``"sequential"`` or ``"vectorized"``.
         task: The deterministic :class:`~psyphy_pp.Oddity` to sample with,
@@ -347,7 +357,11 @@ def fit_nuts(
     from numpyro.infer import NUTS
     from numpyro.infer.initialization import init_to_sample, init_to_value
 
+    check_choice("gauge", gauge, GAUGES)
     if is_hierarchical(model):  # several observers: psyphy_pp.hierarchical
+        if gauge != "free":
+            raise ValueError(f"gauge={gauge!r} is not available for a hierarchical model; "
+                             "use gauge='free'")
         from psyphy_pp.hierarchical import fit_nuts_hierarchical
 
         return fit_nuts_hierarchical(  # type: ignore[return-value]
@@ -380,7 +394,11 @@ def fit_nuts(
         W0 = jnp.asarray(init_params[SITE_W], dtype)
         if not bool(jnp.all(jnp.isfinite(W0))):
             raise ValueError("init_params['W'] must be finite")
-        values = {SITE_W: W0}
+        if gauge == "fixed":
+            values = {k: jnp.asarray(v, dtype)
+                      for k, v in coords_from_weights(used_model, W0).items()}
+        else:
+            values = {SITE_W: W0}
         if used_model.task.learns_lapse:
             values[SITE_LAPSE] = used_model.initial_lapse(init_params)
         init_strategy = init_to_value(values=values)
@@ -390,7 +408,8 @@ def fit_nuts(
         init_desc = "a prior draw per chain"
 
     arrays = place_data(sharding, data, dtype)  # padded (mask) and placed when sharded
-    model_fn = functools.partial(used_model.numpyro_model, devices=sharding)  # None: unsharded
+    # devices=None: unsharded
+    model_fn = functools.partial(used_model.numpyro_model, devices=sharding, gauge=gauge)
     kernel = NUTS(
         model_fn,
         target_accept_prob=target_accept_prob,
@@ -405,7 +424,8 @@ def fit_nuts(
         (arrays.refs, arrays.comparisons, arrays.responses), {"mask": arrays.mask},
         num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains,
         chain_method=method, fields=_EXTRA_FIELDS, progress_bar=progress_bar, desc="fit_nuts")
-    samples, extra = draws.samples, draws.fields
+    extra = draws.fields
+    samples = {k: v for k, v in draws.samples.items() if k in (SITE_W, SITE_LAPSE)}
     wall_time = time.perf_counter() - t0
 
     num_steps = extra["num_steps"].astype(np.int64)
@@ -427,6 +447,7 @@ def fit_nuts(
         target_accept_prob=target_accept_prob,
         max_tree_depth=max_tree_depth,
         dense_mass=dense_mass,
+        gauge=gauge,
         init=init_desc,
         task=used_model.task,
         num_trials=data.num_trials,

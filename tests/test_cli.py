@@ -174,7 +174,8 @@ def test_fit_nuts_that_does_not_converge_exits_5_and_is_saved(tmp_path, capsys):
     out = tmp_path / "nuts"
     code = main(["fit", str(csv), "--out", str(out), "--basis-degree", "0", "--extra-dims", "0",
                  "--method", "nuts", "--num-warmup", "10", "--num-draws", "10", "--num-chains",
-                 "1", "--max-tree-depth", "3", "--mass", "diagonal", "--no-progress"])
+                 "1", "--max-tree-depth", "3", "--mass", "diagonal", "--gauge", "fixed",
+                 "--no-progress"])
     assert code == 5
     err = capsys.readouterr().err
     assert "NUTS did not converge (Sigma at the references: max r_hat" in err
@@ -183,8 +184,11 @@ def test_fit_nuts_that_does_not_converge_exits_5_and_is_saved(tmp_path, capsys):
     fit = pp.load_fit(out / "fit.npz")
     assert fit.kind == "posterior" and fit.sample_shape == (1, 10)
     assert fit.settings["dense_mass"] is False and fit.settings["max_tree_depth"] == 3
+    assert fit.settings["gauge"] == "fixed"
+    W0 = fit.weight_draws()[0, :, 0, 0]  # the constant block, in the gauge: [L | 0]
+    assert np.all(W0[:, 0, 1] == 0) and np.all(W0[:, [0, 1], [0, 1]] > 0)
     summary = (out / "summary.txt").read_text()
-    assert "(warmup 10, tree depth at most 3, diagonal mass)" in summary
+    assert "(warmup 10, tree depth at most 3, diagonal mass, fixed gauge)" in summary
     assert "NOT converged (wanted r_hat < 1.01 and ess_bulk >= 400" in summary
 
 
@@ -200,7 +204,7 @@ def test_fit_nuts_writes_posterior_and_bands(simulated, capsys):
     fit = pp.load_fit(out / "fit.npz")
     assert fit.kind == "posterior" and fit.sample_shape == (1, 20)
     summary = (out / "summary.txt").read_text()
-    assert "NUTS: 1 chains x 20 draws (warmup 30, tree depth at most 4, dense mass)" in summary
+    assert "NUTS: 1 chains x 20 draws (warmup 30, tree depth at most 4, dense mass, free gauge)" in summary
     assert fit.settings["max_tree_depth"] == 4
     # 20 draws cannot reach 400 effective draws: the summary says so.
     assert "NUTS convergence (Sigma at the references): max r_hat" in summary
