@@ -21,8 +21,9 @@ Run ``python -m benchmarks.bench_nuts`` from the repository root
 2 cores at fit_nuts's defaults; ``--max-tree-depth``, ``--mass dense|diagonal``,
 ``--gauge free|fixed`` and ``--seed`` override those defaults). ``--observer
 sobol:S`` or ``grid:S`` runs instead on observer ``S`` of
-``python -m benchmarks.coverage`` (6,000 trials, degree 4, its prior). The issue's target, 2 x 500 draws with r_hat < 1.01 and
-ess > 400 in under 10 minutes, is printed next to the measurement.
+``python -m benchmarks.coverage`` (6,000 trials, degree 4, its prior). The issue's
+target, 2 x 500 draws with r_hat < 1.01 and ess > 400 in under 10 minutes, is
+printed next to the measurement.
 """
 
 from __future__ import annotations

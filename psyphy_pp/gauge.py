@@ -11,7 +11,7 @@ The *fixed* gauge removes them. Rotate ``W`` so that the constant block
 ``D x D`` lower triangular with a positive diagonal. The sampler then moves
 
 * ``(L_ii / s0)^2`` (site :data:`SITE_GAUGE_DIAG`, a Chi-square with
-  ``D + E - i`` degrees of freedom, ``i = 0..D-1``),
+  ``D + E - i`` degrees of freedom for row ``i = 0, ..., D-1``),
 * ``L_ij`` below the diagonal (site :data:`SITE_GAUGE_OFFDIAG`, ``N(0, s0^2)``),
 * every other block, rotated by the same ``Q`` (site :data:`SITE_GAUGE_REST`,
   the prior of ``W`` unchanged, since it is invariant under ``Q``),
@@ -19,7 +19,9 @@ The *fixed* gauge removes them. Rotate ``W`` so that the constant block
 where ``s0`` is the prior standard deviation of the constant block. The first
 two are the Bartlett decomposition of ``W[0..0] W[0..0]^T``, a Wishart matrix,
 so this is the prior of ``W`` with ``Q`` integrated out: the posterior of
-``Sigma`` is exactly that of the plain weights. With ``E = 0`` nothing is left of
+``Sigma`` is exactly that of the plain weights. The log density of these
+coordinates (NUTS's ``lp``) is not that of ``W``, so ``lp`` of a fixed-gauge run
+cannot be compared with a free one. With ``E = 0`` nothing is left of
 the symmetry; with ``E >= 1`` the rotations of the last ``E`` columns of the
 other blocks (a sign flip for ``E = 1``) remain.
 
@@ -70,14 +72,29 @@ def _sizes(model: WPPM) -> tuple[int, int, int]:
 
 
 def _block_std(model: WPPM) -> tuple[float, np.ndarray]:
-    """Prior sd ``s0`` of the constant block and that of the other blocks ``(B - 1, D, M)``."""
+    """Prior sd ``s0`` of the constant block and that of the other blocks ``(B - 1, D, M)``.
+
+    The construction needs one prior sd per block (the prior is then invariant
+    under the rotations); :meth:`~psyphy_pp.WPPM.prior_std` has that form.
+    """
     D, M, B = _sizes(model)
     std = np.asarray(model.prior_std(), np.float64).reshape(B, D, M)
+    if not np.all(std == std[:, :1, :1]):
+        raise ValueError("model.prior_std() must be constant within each block W[i1..iD] "
+                         "for the fixed gauge, got different values within a block")
     return float(std[0, 0, 0]), std[1:]
 
 
 def coords_priors(model: WPPM) -> dict[str, dist.Distribution]:
     """The prior of each fixed-gauge site, in sampling order (empty sites left out).
+
+    Args:
+        model: The :class:`~psyphy_pp.WPPM`.
+
+    Returns:
+        ``{site name: NumPyro distribution}``: :data:`SITE_GAUGE_DIAG` always,
+        :data:`SITE_GAUGE_OFFDIAG` when ``input_dim > 1`` and
+        :data:`SITE_GAUGE_REST` when ``basis_degree > 0``.
 
     Examples:
         >>> import psyphy_pp as pp
@@ -103,7 +120,7 @@ def weights_from_coords(model: WPPM, coords: dict[str, ArrayLike]) -> Array:
 
     Args:
         model: The :class:`~psyphy_pp.WPPM`.
-        coords: The sites of :func:`coords_priors`, unbatched.
+        coords: A value for every site of :func:`coords_priors`, unbatched.
 
     Returns:
         ``W`` with constant block ``[L | 0]``.
@@ -136,8 +153,9 @@ def coords_from_weights(model: WPPM, W: ArrayLike) -> dict[str, np.ndarray]:
         The coordinates, keyed by site name.
 
     Raises:
-        ValueError: If the constant block of ``W`` is (numerically) of rank below
-            ``D``, where the gauge is not defined.
+        ValueError: If ``W`` does not have shape ``model.weights_shape``, or its
+            constant block is (numerically) of rank below ``D``, where the gauge
+            is not defined.
 
     Examples:
         >>> import jax, psyphy_pp as pp
@@ -151,7 +169,7 @@ def coords_from_weights(model: WPPM, W: ArrayLike) -> dict[str, np.ndarray]:
     """
     D, M, B = _sizes(model)
     s0, _ = _block_std(model)
-    flat = np.asarray(W, np.float64).reshape(B, D, M)
+    flat = np.asarray(model.weights({"W": W}), np.float64).reshape(B, D, M)  # checks the shape
     Q, R = np.linalg.qr(flat[0].T, mode="complete")  # W0^T = Q R, Q: (M, M)
     d = np.diag(R[:D])
     if not np.all(np.abs(d) > 1e-8 * max(s0, float(np.max(np.abs(flat[0]), initial=0.0)))):

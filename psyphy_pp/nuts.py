@@ -324,8 +324,10 @@ def fit_nuts(
             samples them with the rotation symmetry removed
             (:mod:`psyphy_pp.gauge`): the same posterior of ``Sigma``. It mixed
             better in some runs and worse in others (``docs/inference.md``), so
-            it is an option to experiment with. The draws of ``W`` are then
-            those of the fixed gauge. Single-observer models only.
+            it is an option to experiment with. ``samples["W"]`` then holds
+            ``W`` rotated into the gauge (the sampled coordinates are not
+            kept), and ``lp`` is the log density of the coordinates, not
+            comparable with a free run's. Single-observer models only.
         progress_bar: Show a progress bar (iterations of all chains).
         chain_method: ``"auto"``, ``"parallel"``, ``"sequential"`` or ``"vectorized"``.
         task: The deterministic :class:`~psyphy_pp.Oddity` to sample with,
