@@ -169,7 +169,9 @@ def coords_from_weights(model: WPPM, W: ArrayLike) -> dict[str, np.ndarray]:
     """
     D, M, B = _sizes(model)
     s0, _ = _block_std(model)
-    flat = np.asarray(model.weights({"W": W}), np.float64).reshape(B, D, M)  # checks the shape
+    W = np.asarray(W, np.float64)
+    model.weights({"W": jnp.asarray(W)})  # checks the shape
+    flat = W.reshape(B, D, M)
     Q, R = np.linalg.qr(flat[0].T, mode="complete")  # W0^T = Q R, Q: (M, M)
     d = np.diag(R[:D])
     if not np.all(np.abs(d) > 1e-8 * max(s0, float(np.max(np.abs(flat[0]), initial=0.0)))):
