@@ -14,7 +14,7 @@ The model's default likelihood is the deterministic quadrature (8 x 4 nodes);
 ``fit_nuts`` samples with it too (it integrates 1 - P(correct) directly, so it
 stays accurate where P(correct) is close to 1), and says so.
 
-Run ``python examples/nuts_example.py`` (about 3-4 minutes on 2 busy CPU cores;
+Run ``python examples/nuts_example.py`` (104 s on 2 idle CPU cores;
 ``--num-warmup 200 --num-samples 200`` for a quicker look).
 """
 
@@ -128,7 +128,11 @@ def main(argv=None):
     # rotation gauge, which leaves Sigma unchanged).
     fit2 = pp.fit_map_scratch(model, data, num_steps=args.num_steps, seed=args.seed,
                               progress_bar=progress)
-    report = pp.compare_fits(fit, fit2)
+    # Both L-BFGS loops reach the same W (3e-6 after aligning the gauge at the defaults),
+    # but float32 rounding in the line search makes their loss traces part for a few
+    # steps on the way (2.2e-4 relative at steps 33-38 here), above compare_fits's
+    # default 1e-4 for the per-step loss; 1e-3 still catches loops that differ.
+    report = pp.compare_fits(fit, fit2, loss_rtol=1e-3)
     print(f"\n{report}")
     report.plot().savefig(args.output_dir / "compare_svi_scratch.png", dpi=80)
     plt.close("all")
