@@ -129,6 +129,7 @@ def test_fit_nuts_rejects_a_fresh_noise_task(tiny):
         (dict(max_tree_depth=0), "max_tree_depth"),
         (dict(max_tree_depth=6.5), "max_tree_depth"),
         (dict(dense_mass="yes"), "dense_mass"),
+        (dict(gauge="rotated"), "gauge must be one of"),
         (dict(chain_method="threads"), "chain_method must be one of"),
         (dict(init_params={"W": np.zeros((2, 2))}), "shape"),
         (dict(init_params={"W": np.full((2, 2, 2, 3), np.nan)}), "finite"),
