@@ -127,6 +127,13 @@ class _Parser(argparse.ArgumentParser):
         raise _UsageExit(status)
 
 
+#: ``fit``'s NUTS-only options and their defaults (the library's, for the sampler).
+_NUTS_DEFAULTS: dict[str, Any] = {
+    "num_warmup": 500, "num_chains": 2, "max_tree_depth": DEFAULT_MAX_TREE_DEPTH,
+    "mass": "dense" if DEFAULT_DENSE_MASS else "diagonal", "gauge": DEFAULT_NUTS_GAUGE,
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``psyphy-pp`` (with its subcommands)."""
     parser = _Parser(prog=PROG, description="Fit the Wishart Process Psychophysical Model to "
@@ -184,21 +191,21 @@ def build_parser() -> argparse.ArgumentParser:
                         f"{DEFAULT_LEARNING_RATES['sgd']:g} for sgd); not for lbfgs")
     p.add_argument("--momentum", type=float,
                    help=f"sgd momentum (default {DEFAULT_MOMENTUM:g}); sgd only")
-    p.add_argument("--num-warmup", type=int, default=500, help="NUTS warmup per chain (default 500)")
+    p.add_argument("--num-warmup", type=int, help="NUTS warmup per chain (default 500)")
     p.add_argument("--num-draws", type=int,
                    help="NUTS draws per chain (default 500), or Laplace draws (default 1000)")
-    p.add_argument("--num-chains", type=int, default=2, help="NUTS chains (default 2)")
-    p.add_argument("--max-tree-depth", type=int, default=DEFAULT_MAX_TREE_DEPTH,
+    p.add_argument("--num-chains", type=int, help="NUTS chains (default 2)")
+    p.add_argument("--max-tree-depth", type=int,
                    help="NUTS: at most 2**depth - 1 leapfrog steps per draw (default "
                         f"{DEFAULT_MAX_TREE_DEPTH}); raise it if NUTS does not converge")
     p.add_argument("--mass", choices=("dense", "diagonal"),
-                   default="dense" if DEFAULT_DENSE_MASS else "diagonal",
-                   help="NUTS mass matrix adapted in warmup (default %(default)s)")
-    p.add_argument("--gauge", choices=GAUGES, default=DEFAULT_NUTS_GAUGE,
+                   help="NUTS mass matrix adapted in warmup (default "
+                        f"{_NUTS_DEFAULTS['mass']})")
+    p.add_argument("--gauge", choices=GAUGES,
                    help="NUTS: 'fixed' samples W with its rotation symmetry removed (the "
                         "same posterior of Sigma; an experiment: it mixed better or worse "
                         "depending on the observer and the run), 'free' samples W itself "
-                        "(default %(default)s)")
+                        f"(default {DEFAULT_NUTS_GAUGE})")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--lapse-rate", default="0", metavar="FLOAT|learn",
                    help="lapse rate of the observer: a fixed number in [0, 1), or 'learn' to "
@@ -271,6 +278,20 @@ def _add_threshold_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-draws", type=int, default=200,
                    help="posterior draws used for bands, thinned evenly (default 200)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def _resolve_nuts_options(args: argparse.Namespace) -> None:
+    """Fill in the NUTS-only options, or refuse them (and --num-draws) with --method map."""
+    given = {k: getattr(args, k) for k in (*_NUTS_DEFAULTS, "num_draws")
+             if getattr(args, k) is not None}
+    if args.method != "nuts":
+        unused = [k for k in given if not (k == "num_draws" and args.method == "laplace")]
+        if unused:
+            flags = ", ".join(f"--{k.replace('_', '-')} {given[k]}" for k in unused)
+            raise ValueError(f"{flags}: only for --method nuts, got --method {args.method}")
+    for k, default in _NUTS_DEFAULTS.items():
+        if getattr(args, k) is None:
+            setattr(args, k, default)
 
 
 def _check_int(name: str, value: int | None, minimum: int = 1) -> None:
@@ -379,6 +400,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     out = _fit_directory(args)
     for name in ("--num-warmup", "--num-draws", "--num-chains", "--max-tree-depth"):
         _check_int(name, getattr(args, name[2:].replace("-", "_")))
+    _resolve_nuts_options(args)
     lapse_rate = _lapse_rate(args.lapse_rate, learn=True)
     if lapse_rate == "learn" and args.method == "laplace":
         raise ValueError("--lapse-rate learn does not work with --method laplace (its Gaussian "

@@ -247,6 +247,11 @@ def test_fit_that_diverges_exits_4_and_is_saved(simulated, capsys):
     (["--momentum", "0.5"], "momentum applies to optimizer='sgd' only"),
     (["--optimizer", "lbfgs", "--learning-rate", "1e-3"], "learning_rate applies"),
     (["--tol", "-1"], "tol must be"),
+    (["--num-chains", "4"], "--num-chains 4: only for --method nuts, got --method map"),
+    (["--num-draws", "9", "--mass", "diagonal"],
+     "--mass diagonal, --num-draws 9: only for --method nuts, got --method map"),
+    (["--method", "laplace", "--num-draws", "9", "--gauge", "fixed"],
+     "--gauge fixed: only for --method nuts, got --method laplace"),
 ])
 def test_fit_rejects_settings_that_would_be_ignored(tmp_path, capsys, extra, message):
     csv = tmp_path / "t.csv"
