@@ -19,7 +19,7 @@ Measured and printed, for ``fit_nuts`` at the given warmup and draws:
 Run ``python -m benchmarks.bench_nuts`` from the repository root
 (``--num-warmup``, ``--num-draws``; default 200 + 200 per chain, about 5 min on
 2 cores at fit_nuts's defaults; ``--max-tree-depth``, ``--mass dense|diagonal``,
-``--gauge free|fixed`` and ``--seed`` override those defaults). ``--observer
+``--gauge free|fixed``, ``--target-accept`` and ``--seed`` override those defaults). ``--observer
 sobol:S`` or ``grid:S`` runs instead on observer ``S`` of
 ``python -m benchmarks.coverage`` (6,000 trials, degree 4, its prior). The issue's
 target, 2 x 500 draws with r_hat < 1.01 and ess > 400 in under 10 minutes, is
@@ -103,6 +103,8 @@ def main(argv=None) -> dict:
                         help="default: fit_nuts's own (psyphy_pp.defaults.DEFAULT_DENSE_MASS)")
     parser.add_argument("--gauge", choices=("free", "fixed"), default=None,
                         help="default: fit_nuts's own (psyphy_pp.defaults.DEFAULT_NUTS_GAUGE)")
+    parser.add_argument("--target-accept", type=float, default=None,
+                        help="default: fit_nuts's own (psyphy_pp.defaults.DEFAULT_TARGET_ACCEPT)")
     parser.add_argument("--seed", type=int, default=0, help="fit_nuts's seed (default 0)")
     parser.add_argument("--observer", default="bench", metavar="bench|sobol:S|grid:S",
                         help="the observer above (default), or coverage.py's observer S")
@@ -130,6 +132,8 @@ def main(argv=None) -> dict:
         sampler["dense_mass"] = args.mass == "dense"
     if args.gauge is not None:
         sampler["gauge"] = args.gauge
+    if args.target_accept is not None:
+        sampler["target_accept_prob"] = args.target_accept
     t0 = time.perf_counter()
     post = pp.fit_nuts(model, data, init_params=lap.map_fit.params, num_warmup=args.num_warmup,
                        num_samples=args.num_draws, num_chains=2, seed=args.seed,
@@ -147,6 +151,7 @@ def main(argv=None) -> dict:
         mean_tree_depth=float(post.sample_stats["tree_depth"].mean()),
         max_tree_depth=post.settings["max_tree_depth"],
         dense_mass=post.settings["dense_mass"], gauge=post.settings["gauge"], seed=args.seed,
+        target_accept=post.settings["target_accept_prob"],
         step_size=[float(s) for s in post.sample_stats["step_size"][:, -1]],
         divergences=post.num_divergences, max_rhat=rhat, min_ess=ess,
         seconds_per_iteration=t_nuts / iters,
@@ -168,11 +173,12 @@ def main(argv=None) -> dict:
         ("tree depth (mean; cap)", f"{out['mean_tree_depth']:.2f}; {out['max_tree_depth']}"),
         ("mass matrix", "dense" if out["dense_mass"] else "diagonal"),
         ("gauge; seed", f"{out['gauge']}; {args.seed}"),
+        ("target acceptance", f"{out['target_accept']:g}"),
         ("adapted step size (per chain)", ", ".join(f"{s:.3g}" for s in out["step_size"])),
         ("gradients x their time / wall time (warmup counted at the post-warmup steps)",
          f"{grad_s * steps.mean() * iters / t_nuts:.0%}"),
         ("divergences", f"{post.num_divergences}"),
-        ("Sigma: max r_hat / min ess_bulk", f"{rhat:.3f} / {ess:.0f}"),
+        ("Sigma: max r_hat / min ess_bulk", f"{rhat:.4f} / {ess:.0f}"),
         ("ess_bulk per second (min over Sigma)", f"{ess / t_nuts:.3f}"),
         ("target: 2 x 500 draws, r_hat < 1.01, ess > 400, < 600 s", "see above"),
     ]

@@ -92,7 +92,9 @@ from psyphy_pp.defaults import (
     DEFAULT_MAX_TREE_DEPTH,
     DEFAULT_MOMENTUM,
     DEFAULT_NUM_STEPS,
+    DEFAULT_NUM_WARMUP,
     DEFAULT_NUTS_GAUGE,
+    DEFAULT_TARGET_ACCEPT,
     DEFAULT_TOL,
     OPTIMIZERS,
 )
@@ -127,11 +129,13 @@ class _Parser(argparse.ArgumentParser):
         raise _UsageExit(status)
 
 
-#: ``fit``'s NUTS-only options and their defaults (the library's, for the sampler).
+#: ``fit``'s NUTS-only options that the CLI fills in (the library's defaults); the
+#: others (``num_warmup``, ``target_accept``) stay None, and ``fit_nuts`` picks them.
 _NUTS_DEFAULTS: dict[str, Any] = {
-    "num_warmup": 500, "num_chains": 2, "max_tree_depth": DEFAULT_MAX_TREE_DEPTH,
+    "num_chains": 2, "max_tree_depth": DEFAULT_MAX_TREE_DEPTH,
     "mass": "dense" if DEFAULT_DENSE_MASS else "diagonal", "gauge": DEFAULT_NUTS_GAUGE,
 }
+_NUTS_ONLY = ("num_warmup", *_NUTS_DEFAULTS, "target_accept")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -191,7 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
                         f"{DEFAULT_LEARNING_RATES['sgd']:g} for sgd); not for lbfgs")
     p.add_argument("--momentum", type=float,
                    help=f"sgd momentum (default {DEFAULT_MOMENTUM:g}); sgd only")
-    p.add_argument("--num-warmup", type=int, help="NUTS warmup per chain (default 500)")
+    p.add_argument("--num-warmup", type=int,
+                   help=f"NUTS warmup per chain (default {DEFAULT_NUM_WARMUP}; 500 for data "
+                        "with several observers)")
     p.add_argument("--num-draws", type=int,
                    help="NUTS draws per chain (default 500), or Laplace draws (default 1000)")
     p.add_argument("--num-chains", type=int, help="NUTS chains (default 2)")
@@ -206,6 +212,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "same posterior of Sigma; an experiment: it mixed better or worse "
                         "depending on the observer and the run), 'free' samples W itself "
                         f"(default {DEFAULT_NUTS_GAUGE})")
+    p.add_argument("--target-accept", type=float,
+                   help="NUTS: the acceptance probability warmup tunes the step size to (default "
+                        f"{DEFAULT_TARGET_ACCEPT:g}; 0.8 for data with several observers); raise "
+                        "it (0.9) if there are divergences")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--lapse-rate", default="0", metavar="FLOAT|learn",
                    help="lapse rate of the observer: a fixed number in [0, 1), or 'learn' to "
@@ -282,13 +292,16 @@ def _add_threshold_options(p: argparse.ArgumentParser) -> None:
 
 def _resolve_nuts_options(args: argparse.Namespace) -> None:
     """Fill in the NUTS-only options, or refuse them (and --num-draws) with --method map."""
-    given = {k: getattr(args, k) for k in (*_NUTS_DEFAULTS, "num_draws")
+    given = {k: getattr(args, k) for k in (*_NUTS_ONLY, "num_draws")
              if getattr(args, k) is not None}
     if args.method != "nuts":
         unused = [k for k in given if not (k == "num_draws" and args.method == "laplace")]
         if unused:
             flags = ", ".join(f"--{k.replace('_', '-')} {given[k]}" for k in unused)
             raise ValueError(f"{flags}: only for --method nuts, got --method {args.method}")
+    if args.target_accept is not None and not 0.0 < args.target_accept < 1.0:
+        raise ValueError("--target-accept must be between 0 and 1 (exclusive), got "
+                         f"{args.target_accept}")
     for k, default in _NUTS_DEFAULTS.items():
         if getattr(args, k) is None:
             setattr(args, k, default)
@@ -684,9 +697,11 @@ def _summary(args: argparse.Namespace, data: Any, fit: Any, result: Any, t_map: 
     if getattr(result, "method", None) == "nuts":
         stats = getattr(result, "sample_stats", {}) or {}
         div = int(np.sum(stats.get("diverging", 0)))
+        st = result.settings
         lines.append(f"NUTS: {result.num_chains} chains x {result.num_samples} draws (warmup "
-                     f"{args.num_warmup}, tree depth at most {args.max_tree_depth}, "
-                     f"{args.mass} mass, {args.gauge} gauge), {div} "
+                     f"{st['num_warmup']}, target acceptance {st['target_accept_prob']:g}, tree "
+                     f"depth at most {args.max_tree_depth}, {args.mass} mass, {args.gauge} "
+                     f"gauge), {div} "
                      f"divergences, task {result.model.task!r}")
         lines.append(_nuts_convergence_line(conv, "Sigma at the references", args.num_chains))
     elif getattr(result, "method", None) == "laplace":
@@ -710,7 +725,8 @@ def _summary(args: argparse.Namespace, data: Any, fit: Any, result: Any, t_map: 
 
 def _nuts_kwargs(args: argparse.Namespace, fit: Any, progress: bool) -> dict[str, Any]:
     """``fit_nuts``'s arguments from the command line, every chain started at the MAP ``fit``."""
-    return dict(num_warmup=args.num_warmup, num_samples=args.num_draws or 500,
+    return dict(num_warmup=args.num_warmup, target_accept_prob=args.target_accept,
+                num_samples=args.num_draws or 500,
                 num_chains=args.num_chains, max_tree_depth=args.max_tree_depth,
                 dense_mass=args.mass == "dense", gauge=args.gauge, seed=args.seed,
                 init_params=fit.params, progress_bar=progress)

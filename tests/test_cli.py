@@ -188,7 +188,8 @@ def test_fit_nuts_that_does_not_converge_exits_5_and_is_saved(tmp_path, capsys):
     W0 = fit.weight_draws()[0, :, 0, 0]  # the constant block, in the gauge: [L | 0]
     assert np.all(W0[:, 0, 1] == 0) and np.all(W0[:, [0, 1], [0, 1]] > 0)
     summary = (out / "summary.txt").read_text()
-    assert "(warmup 10, tree depth at most 3, diagonal mass, fixed gauge)" in summary
+    assert ("(warmup 10, target acceptance 0.65, tree depth at most 3, diagonal mass, fixed "
+            "gauge)") in summary
     assert "NOT converged (wanted r_hat < 1.01 and ess_bulk >= 400" in summary
 
 
@@ -200,12 +201,14 @@ def test_fit_nuts_writes_posterior_and_bands(simulated, capsys):
     assert main(["fit", str(simulated / "trials.csv"), "--out", str(out), *SMALL_MODEL,
                  "--method", "nuts", "--num-steps", "20", "--likelihood", "mc",
                  "--num-warmup", "30", "--num-draws", "20", "--num-chains", "1",
-                 "--max-tree-depth", "4", "--no-progress"]) == 5  # 20 draws: not converged
+                 "--max-tree-depth", "4", "--target-accept", "0.9",
+                 "--no-progress"]) == 5  # 20 draws: not converged
     fit = pp.load_fit(out / "fit.npz")
     assert fit.kind == "posterior" and fit.sample_shape == (1, 20)
     summary = (out / "summary.txt").read_text()
-    assert "NUTS: 1 chains x 20 draws (warmup 30, tree depth at most 4, dense mass, free gauge)" in summary
-    assert fit.settings["max_tree_depth"] == 4
+    assert ("NUTS: 1 chains x 20 draws (warmup 30, target acceptance 0.9, tree depth at most 4, "
+            "dense mass, free gauge)") in summary
+    assert fit.settings["max_tree_depth"] == 4 and fit.settings["target_accept_prob"] == 0.9
     # 20 draws cannot reach 400 effective draws: the summary says so.
     assert "NUTS convergence (Sigma at the references): max r_hat" in summary
     assert "NOT converged (wanted r_hat < 1.01 and ess_bulk >= 400" in summary
@@ -252,6 +255,9 @@ def test_fit_that_diverges_exits_4_and_is_saved(simulated, capsys):
      "--mass diagonal, --num-draws 9: only for --method nuts, got --method map"),
     (["--method", "laplace", "--num-draws", "9", "--gauge", "fixed"],
      "--gauge fixed: only for --method nuts, got --method laplace"),
+    (["--target-accept", "0.9"], "--target-accept 0.9: only for --method nuts, got --method map"),
+    (["--method", "nuts", "--target-accept", "1.5"],
+     "--target-accept must be between 0 and 1 (exclusive), got 1.5"),
 ])
 def test_fit_rejects_settings_that_would_be_ignored(tmp_path, capsys, extra, message):
     csv = tmp_path / "t.csv"

@@ -267,3 +267,23 @@ def test_nuts_with_the_fixed_gauge_matches_the_plain_sampler(p_small_posterior):
     conv = pp.diagnostics.sigma_convergence(fixed)
     assert conv.min_ess_bulk > 100 and conv.max_rhat < 1.03, conv
     assert_same_sigma_posterior(fixed, post)
+
+
+def test_default_warmup_and_target_acceptance_differ_for_hierarchical_models(monkeypatch):
+    """A WPPM gets defaults.DEFAULT_NUM_WARMUP / DEFAULT_TARGET_ACCEPT; a hierarchical
+    model keeps its sampler's own 500 and 0.8 unless the caller sets them."""
+    import inspect
+
+    import psyphy_pp.hierarchical as hier
+
+    own = inspect.signature(hier.fit_nuts_hierarchical).parameters
+    assert (own["num_warmup"].default, own["target_accept_prob"].default) == (500, 0.8)
+    assert (pp.defaults.DEFAULT_NUM_WARMUP, pp.defaults.DEFAULT_TARGET_ACCEPT) == (200, 0.65)
+    seen: list[dict] = []
+    monkeypatch.setattr(hier, "fit_nuts_hierarchical", lambda *a, **kw: seen.append(kw))
+    model = pp.HierarchicalWPPM(base=pp.WPPM(input_dim=2, basis_degree=0))
+    data = pp.TrialData([[0.0, 0.0]] * 2, [[0.2, 0.0]] * 2, [1, 0])
+    pp.fit_nuts(model, data, progress_bar=False)
+    pp.fit_nuts(model, data, num_warmup=7, target_accept_prob=0.9, progress_bar=False)
+    assert "num_warmup" not in seen[0] and "target_accept_prob" not in seen[0]
+    assert seen[1]["num_warmup"] == 7 and seen[1]["target_accept_prob"] == 0.9
