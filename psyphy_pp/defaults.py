@@ -88,10 +88,10 @@ DEFAULT_MAX_TREE_DEPTH = 6
 #: :data:`DEFAULT_MAX_TREE_DEPTH`.
 DEFAULT_DENSE_MASS = True
 #: NUTS warmup (adaptation) iterations per chain. On the 6,000-trial observer of
-#: :data:`DEFAULT_MAX_TREE_DEPTH`, 500 (NumPyro's usual choice) cost 25% more time
+#: :data:`DEFAULT_MAX_TREE_DEPTH`, 500 (the previous default) cost 25% more time
 #: and gave fewer effective draws than 200 with the same chains (183 and 225
-#: against 406 and 304, seeds 0 and 1): its mass matrix, estimated from more draws,
-#: forced smaller steps (``docs/inference.md``).
+#: against 406 and 304, seeds 0 and 1), with smaller adapted steps
+#: (``docs/inference.md``).
 DEFAULT_NUM_WARMUP = 200
 #: NUTS's target acceptance probability, to which warmup tunes the step size (NumPyro's
 #: default is 0.8; 0.65 is the value of the NUTS paper, Hoffman and Gelman 2014).
