@@ -35,8 +35,7 @@ per-observer coverage); the band width is the median over pairs of
 
 Options: ``--nuts`` also runs ``pp.fit_nuts(model, data,
 init_params=post.map_fit.params, num_warmup=500, num_samples=500,
-num_chains=2)`` per observer (fit_nuts's target acceptance; the published
-tables ran with 0.8, its default then) (NUTS took 625 s per observer on 2 cores at
+num_chains=2)`` per observer (NUTS took 625 s per observer on 2 cores at
 ``--nuts-warmup 200 --nuts-samples 500`` with the default tree-depth cap and dense
 mass matrix, so about 13 min at 500 + 500) and reports the same
 columns; ``--bootstrap K`` adds a parametric bootstrap of the MAP on the first K

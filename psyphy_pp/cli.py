@@ -214,8 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
                         f"(default {DEFAULT_NUTS_GAUGE})")
     p.add_argument("--target-accept", type=float,
                    help="NUTS: the acceptance probability warmup tunes the step size to (default "
-                        f"{DEFAULT_TARGET_ACCEPT:g}; 0.8 for data with several observers); raise "
-                        "it (0.9) if there are divergences")
+                        f"{DEFAULT_TARGET_ACCEPT:g}); raise it (0.9) if there are divergences")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--lapse-rate", default="0", metavar="FLOAT|learn",
                    help="lapse rate of the observer: a fixed number in [0, 1), or 'learn' to "

@@ -317,8 +317,8 @@ def fit_nuts(
             prior draw.
         target_accept_prob: Target acceptance probability of the step-size
             adaptation, in (0, 1); raise it (e.g. 0.9) if there are divergences.
-            None: :data:`~psyphy_pp.defaults.DEFAULT_TARGET_ACCEPT` (0.65; 0.8 for
-            a hierarchical model). How both defaults were chosen is in
+            None: :data:`~psyphy_pp.defaults.DEFAULT_TARGET_ACCEPT` (0.8, as for a
+            hierarchical model). How both defaults were chosen is in
             ``docs/inference.md``.
         max_tree_depth: Cap on the depth of each NUTS tree: at most
             ``2**max_tree_depth - 1`` leapfrog steps per iteration (see the

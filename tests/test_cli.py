@@ -188,7 +188,7 @@ def test_fit_nuts_that_does_not_converge_exits_5_and_is_saved(tmp_path, capsys):
     W0 = fit.weight_draws()[0, :, 0, 0]  # the constant block, in the gauge: [L | 0]
     assert np.all(W0[:, 0, 1] == 0) and np.all(W0[:, [0, 1], [0, 1]] > 0)
     summary = (out / "summary.txt").read_text()
-    assert ("(warmup 10, target acceptance 0.65, tree depth at most 3, diagonal mass, fixed "
+    assert ("(warmup 10, target acceptance 0.8, tree depth at most 3, diagonal mass, fixed "
             "gauge)") in summary
     assert "NOT converged (wanted r_hat < 1.01 and ess_bulk >= 400" in summary
 

@@ -270,15 +270,15 @@ def test_nuts_with_the_fixed_gauge_matches_the_plain_sampler(p_small_posterior):
 
 
 def test_default_warmup_and_target_acceptance_differ_for_hierarchical_models(monkeypatch):
-    """A WPPM gets defaults.DEFAULT_NUM_WARMUP / DEFAULT_TARGET_ACCEPT; a hierarchical
-    model keeps its sampler's own 500 and 0.8 unless the caller sets them."""
+    """A WPPM gets defaults.DEFAULT_NUM_WARMUP; a hierarchical model keeps its
+    sampler's own 500 (and 0.8) unless the caller sets them."""
     import inspect
 
     import psyphy_pp.hierarchical as hier
 
     own = inspect.signature(hier.fit_nuts_hierarchical).parameters
     assert (own["num_warmup"].default, own["target_accept_prob"].default) == (500, 0.8)
-    assert (pp.defaults.DEFAULT_NUM_WARMUP, pp.defaults.DEFAULT_TARGET_ACCEPT) == (200, 0.65)
+    assert (pp.defaults.DEFAULT_NUM_WARMUP, pp.defaults.DEFAULT_TARGET_ACCEPT) == (200, 0.8)
     seen: list[dict] = []
     monkeypatch.setattr(hier, "fit_nuts_hierarchical", lambda *a, **kw: seen.append(kw))
     model = pp.HierarchicalWPPM(base=pp.WPPM(input_dim=2, basis_degree=0))
