@@ -129,13 +129,14 @@ class _Parser(argparse.ArgumentParser):
         raise _UsageExit(status)
 
 
-#: ``fit``'s NUTS-only options that the CLI fills in (the library's defaults); the
-#: others (``num_warmup``, ``target_accept``) stay None, and ``fit_nuts`` picks them.
+#: ``fit``'s NUTS-only options that the CLI fills in (the library's defaults);
+#: ``num_warmup`` stays None, and ``fit_nuts`` picks it (it differs by model).
 _NUTS_DEFAULTS: dict[str, Any] = {
     "num_chains": 2, "max_tree_depth": DEFAULT_MAX_TREE_DEPTH,
     "mass": "dense" if DEFAULT_DENSE_MASS else "diagonal", "gauge": DEFAULT_NUTS_GAUGE,
+    "target_accept": DEFAULT_TARGET_ACCEPT,
 }
-_NUTS_ONLY = ("num_warmup", *_NUTS_DEFAULTS, "target_accept")
+_NUTS_ONLY = ("num_warmup", *_NUTS_DEFAULTS)
 
 
 def build_parser() -> argparse.ArgumentParser:

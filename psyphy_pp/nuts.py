@@ -257,7 +257,7 @@ def fit_nuts(
     num_chains: int = 2,
     seed: int = 0,
     init_params: Params | None = None,
-    target_accept_prob: float | None = None,
+    target_accept_prob: float = defaults.DEFAULT_TARGET_ACCEPT,
     max_tree_depth: int = defaults.DEFAULT_MAX_TREE_DEPTH,
     dense_mass: bool = defaults.DEFAULT_DENSE_MASS,
     gauge: str = defaults.DEFAULT_NUTS_GAUGE,
@@ -317,8 +317,7 @@ def fit_nuts(
             prior draw.
         target_accept_prob: Target acceptance probability of the step-size
             adaptation, in (0, 1); raise it (e.g. 0.9) if there are divergences.
-            None: :data:`~psyphy_pp.defaults.DEFAULT_TARGET_ACCEPT` (0.8, as for a
-            hierarchical model). How both defaults were chosen is in
+            How this default and ``num_warmup``'s were chosen is in
             ``docs/inference.md``.
         max_tree_depth: Cap on the depth of each NUTS tree: at most
             ``2**max_tree_depth - 1`` leapfrog steps per iteration (see the
@@ -371,19 +370,15 @@ def fit_nuts(
                              "use gauge='free'")
         from psyphy_pp.hierarchical import fit_nuts_hierarchical
 
-        # Only what the caller set: the hierarchical sampler keeps its own defaults.
-        given: dict[str, Any] = {k: v for k, v in (("num_warmup", num_warmup),
-                                                   ("target_accept_prob", target_accept_prob))
-                                 if v is not None}
+        # num_warmup=None: the hierarchical sampler keeps its own default.
+        given = {} if num_warmup is None else {"num_warmup": num_warmup}
         return fit_nuts_hierarchical(  # type: ignore[return-value]
             cast(Any, model), data, num_samples=num_samples, num_chains=num_chains, seed=seed,
-            init_params=init_params, max_tree_depth=max_tree_depth, dense_mass=dense_mass,
-            progress_bar=progress_bar, chain_method=chain_method, task=task, devices=devices,
-            **given)
+            init_params=init_params, target_accept_prob=target_accept_prob,
+            max_tree_depth=max_tree_depth, dense_mass=dense_mass, progress_bar=progress_bar,
+            chain_method=chain_method, task=task, devices=devices, **given)
     if num_warmup is None:
         num_warmup = defaults.DEFAULT_NUM_WARMUP
-    if target_accept_prob is None:
-        target_accept_prob = defaults.DEFAULT_TARGET_ACCEPT
     check_model_and_data(model, data)
     check_positive("num_warmup", num_warmup, integer=True)
     check_positive("num_samples", num_samples, integer=True)

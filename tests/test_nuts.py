@@ -269,9 +269,9 @@ def test_nuts_with_the_fixed_gauge_matches_the_plain_sampler(p_small_posterior):
     assert_same_sigma_posterior(fixed, post)
 
 
-def test_default_warmup_and_target_acceptance_differ_for_hierarchical_models(monkeypatch):
+def test_hierarchical_models_keep_their_own_default_warmup(monkeypatch):
     """A WPPM gets defaults.DEFAULT_NUM_WARMUP; a hierarchical model keeps its
-    sampler's own 500 (and 0.8) unless the caller sets them."""
+    sampler's own 500 unless the caller sets it. Both get DEFAULT_TARGET_ACCEPT, 0.8."""
     import inspect
 
     import psyphy_pp.hierarchical as hier
@@ -285,5 +285,5 @@ def test_default_warmup_and_target_acceptance_differ_for_hierarchical_models(mon
     data = pp.TrialData([[0.0, 0.0]] * 2, [[0.2, 0.0]] * 2, [1, 0])
     pp.fit_nuts(model, data, progress_bar=False)
     pp.fit_nuts(model, data, num_warmup=7, target_accept_prob=0.9, progress_bar=False)
-    assert "num_warmup" not in seen[0] and "target_accept_prob" not in seen[0]
+    assert "num_warmup" not in seen[0] and seen[0]["target_accept_prob"] == 0.8
     assert seen[1]["num_warmup"] == 7 and seen[1]["target_accept_prob"] == 0.9

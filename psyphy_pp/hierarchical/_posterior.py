@@ -15,7 +15,7 @@ from psyphy_pp._mcmc import run_kernel
 from psyphy_pp._typing import Params
 from psyphy_pp._validation import check_bool, check_choice, check_nonnegative, check_positive
 from psyphy_pp.data import TrialData
-from psyphy_pp.defaults import DEFAULT_DENSE_MASS, DEFAULT_MAX_TREE_DEPTH
+from psyphy_pp.defaults import DEFAULT_DENSE_MASS, DEFAULT_MAX_TREE_DEPTH, DEFAULT_TARGET_ACCEPT
 from psyphy_pp.hierarchical._map import colour, fit_map_hierarchical, initial_params, loss_at_tau, whiten
 from psyphy_pp.hierarchical._model import SITE_DELTA, SITE_TAU, SITE_W_SHARED, SITE_Z, HierarchicalWPPM
 from psyphy_pp.hierarchical._result import HierarchicalFit
@@ -106,7 +106,7 @@ def fit_laplace_hierarchical(
 def fit_nuts_hierarchical(
     model: HierarchicalWPPM, data: TrialData, *, num_warmup: int = 500,
     num_samples: int = 500, num_chains: int = 2, seed: int = 0,
-    init_params: Params | None = None, target_accept_prob: float = 0.8,
+    init_params: Params | None = None, target_accept_prob: float = DEFAULT_TARGET_ACCEPT,
     max_tree_depth: int = DEFAULT_MAX_TREE_DEPTH, dense_mass: bool = DEFAULT_DENSE_MASS,
     progress_bar: bool = True, chain_method: str = "auto", **unsupported: Any,
 ) -> HierarchicalFit:
