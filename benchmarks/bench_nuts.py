@@ -19,7 +19,10 @@ Measured and printed, for ``fit_nuts`` at the given warmup and draws:
 Run ``python -m benchmarks.bench_nuts`` from the repository root
 (``--num-warmup``, ``--num-draws``; default 200 + 200 per chain, about 5 min on
 2 cores at fit_nuts's defaults; ``--max-tree-depth``, ``--mass dense|diagonal``,
-``--gauge free|fixed``, ``--target-accept`` and ``--seed`` override those defaults). ``--observer
+``--gauge free|fixed``, ``--target-accept``, ``--chain-method`` and ``--seed``
+override those defaults). ``--baseline sequential`` runs ``fit_nuts`` a second
+time with that chain method and prints the wall-time ratio of the two runs and
+whether their draws agree. ``--observer
 sobol:S`` or ``grid:S`` runs instead on observer ``S`` of
 ``python -m benchmarks.coverage`` (6,000 trials, degree 4, its prior). The issue's
 target, 2 x 500 draws with r_hat < 1.01 and ess > 400 in under 10 minutes, is
@@ -106,6 +109,11 @@ def main(argv=None) -> dict:
     parser.add_argument("--target-accept", type=float, default=None,
                         help="default: fit_nuts's own (psyphy_pp.defaults.DEFAULT_TARGET_ACCEPT)")
     parser.add_argument("--seed", type=int, default=0, help="fit_nuts's seed (default 0)")
+    parser.add_argument("--chain-method", default="auto",
+                        help="fit_nuts's chain_method (default auto: threaded on a multicore CPU)")
+    parser.add_argument("--baseline", default=None, metavar="CHAIN_METHOD",
+                        help="also run fit_nuts with this chain_method (e.g. sequential) and "
+                             "print the wall-time ratio and whether the draws agree")
     parser.add_argument("--observer", default="bench", metavar="bench|sobol:S|grid:S",
                         help="the observer above (default), or coverage.py's observer S")
     args = parser.parse_args(argv)
@@ -134,11 +142,18 @@ def main(argv=None) -> dict:
         sampler["gauge"] = args.gauge
     if args.target_accept is not None:
         sampler["target_accept_prob"] = args.target_accept
-    t0 = time.perf_counter()
-    post = pp.fit_nuts(model, data, init_params=lap.map_fit.params, num_warmup=args.num_warmup,
-                       num_samples=args.num_draws, num_chains=2, seed=args.seed,
-                       progress_bar=False, **sampler)
-    t_nuts = time.perf_counter() - t0
+    def run_nuts(chain_method):
+        t0 = time.perf_counter()
+        post = pp.fit_nuts(model, data, init_params=lap.map_fit.params,
+                           num_warmup=args.num_warmup, num_samples=args.num_draws, num_chains=2,
+                           seed=args.seed, progress_bar=False, chain_method=chain_method,
+                           **sampler)
+        return post, time.perf_counter() - t0
+
+    post, t_nuts = run_nuts(args.chain_method)
+    if args.baseline is not None:
+        base, t_base = run_nuts(args.baseline)
+        same = bool(np.array_equal(base.samples["W"], post.samples["W"]))
     steps = post.sample_stats["num_steps"]
     conv = pp.diagnostics.sigma_convergence(post)
     rhat, ess = conv.max_rhat, conv.min_ess_bulk
@@ -154,7 +169,7 @@ def main(argv=None) -> dict:
         target_accept=post.settings["target_accept_prob"],
         step_size=[float(s) for s in post.sample_stats["step_size"][:, -1]],
         divergences=post.num_divergences, max_rhat=rhat, min_ess=ess,
-        seconds_per_iteration=t_nuts / iters,
+        seconds_per_iteration=t_nuts / iters, chain_method=post.settings["chain_method"],
         load=(load0, os.getloadavg()), jax=jax.__version__, numpyro=numpyro.__version__,
     )
     print(f"observer {args.observer}: {out['num_trials']} trials, {out['weights']} weights; "
@@ -163,7 +178,18 @@ def main(argv=None) -> dict:
     print("| quantity | value |\n| --- | --- |")
     rows = [
         ("fit_laplace, MAP included (s)", f"{t_laplace:.0f}"),
-        (f"fit_nuts, 2 chains x ({args.num_warmup} + {args.num_draws}) (s)", f"{t_nuts:.0f}"),
+        (f"fit_nuts, 2 chains x ({args.num_warmup} + {args.num_draws}) (s), "
+         f"{out['chain_method']} chains", f"{t_nuts:.0f}"),
+    ]
+    if args.baseline is not None:
+        out |= dict(baseline=base.settings["chain_method"], baseline_seconds=t_base,
+                    same_draws=same)
+        rows += [
+            (f"the same, {out['baseline']} chains (s); ratio", f"{t_base:.0f}; "
+             f"{t_base / t_nuts:.2f}x"),
+            ("the same draws in both runs", "yes" if same else "no"),
+        ]
+    rows += [
         ("seconds per NUTS iteration", f"{t_nuts / iters:.2f}"),
         ("one value-and-gradient (s), the rule NUTS used", f"{grad_s:.4f}"),
         ("one value-and-gradient (s), 16 x 8 nodes (ratio)",

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 import psyphy_pp as pp
+from psyphy_pp._mcmc import resolve_chain_method
 from psyphy_pp._warnings import PsyphyWarning
 from psyphy_pp.diagnostics import posterior_sigma
 from psyphy_pp.nuts import (
-    _resolve_chain_method,
     deterministic_task,
     with_deterministic_task,
 )
@@ -61,8 +61,7 @@ def test_fit_nuts_result_layout_and_recorded_task(tiny, tiny_posterior):
         np.floor(np.log2(post.sample_stats["num_steps"])).astype(int) + 1)
     assert post.model.task == model.task  # in 2D NUTS samples the MAP-grade rule
     assert "the model's own task" in post.task_note
-    assert post.settings["chain_method"] == (
-        "parallel" if len(jax.devices()) >= 2 else "sequential")
+    assert post.settings["chain_method"] == resolve_chain_method("auto", 2)
     assert post.method == "nuts" and "NutsResult(num_chains=2, num_samples=4" in repr(post)
     assert post.data is data
 
@@ -145,15 +144,26 @@ def test_fit_nuts_validates_arguments_up_front(tiny, kwargs, match):
         pp.fit_nuts(model, data, **settings)
 
 
-def test_chain_method_parallel_without_devices_warns_and_runs_sequentially():
+def test_auto_chain_method_runs_chains_side_by_side_on_a_multicore_cpu(monkeypatch):
+    import psyphy_pp._mcmc as mcmc
+
     n = len(jax.devices())
-    assert _resolve_chain_method("auto", n + 1) == "sequential"
-    assert _resolve_chain_method("auto", 1) == "sequential"
-    assert _resolve_chain_method("vectorized", n + 1) == "vectorized"
+    assert resolve_chain_method("auto", 1) == "sequential"
+    assert resolve_chain_method("vectorized", n + 1) == "vectorized"
     if n >= 2:
-        assert _resolve_chain_method("auto", 2) == "parallel"
+        assert resolve_chain_method("auto", 2) == "parallel"
+    assert resolve_chain_method("auto", 2, 4) == "parallel"
+    assert resolve_chain_method("auto", 2, 4, auto_parallel=False) == "sequential"
+    on_cpu = jax.default_backend() == "cpu"
+    monkeypatch.setattr(mcmc, "host_cores", lambda: 2)
+    assert resolve_chain_method("auto", 2, 1) == ("threaded" if on_cpu else "sequential")
+    assert resolve_chain_method("auto", 3, 2) == "sequential"  # trials sharded over 2 devices
     with pytest.warns(PsyphyWarning, match="set_host_device_count"):
-        assert _resolve_chain_method("parallel", n + 1) == "sequential"
+        assert resolve_chain_method("parallel", 2, 1) == resolve_chain_method("auto", 2, 1)
+    monkeypatch.setattr(mcmc, "host_cores", lambda: 1)
+    assert resolve_chain_method("auto", 2, 1) == "sequential"
+    with pytest.raises(ValueError, match="chain_method must be one of"):
+        resolve_chain_method("threads", 2)
 
 
 @pytest.fixture(scope="module")

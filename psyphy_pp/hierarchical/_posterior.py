@@ -11,9 +11,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from psyphy_pp._mcmc import run_kernel
+from psyphy_pp._mcmc import resolve_chain_method, run_kernel
 from psyphy_pp._typing import Params
-from psyphy_pp._validation import check_bool, check_choice, check_nonnegative, check_positive
+from psyphy_pp._validation import check_bool, check_nonnegative, check_positive
 from psyphy_pp.data import TrialData
 from psyphy_pp.defaults import DEFAULT_DENSE_MASS, DEFAULT_MAX_TREE_DEPTH, DEFAULT_TARGET_ACCEPT
 from psyphy_pp.hierarchical._map import colour, fit_map_hierarchical, initial_params, loss_at_tau, whiten
@@ -130,8 +130,9 @@ def fit_nuts_hierarchical(
             iteration, as in :func:`~psyphy_pp.fit_nuts`.
         dense_mass: Adapt a dense mass matrix in warmup, rather than a diagonal one.
         progress_bar: Show a progress bar (iterations of all chains).
-        chain_method: ``"auto"`` (sequential), ``"sequential"``, ``"vectorized"``
-            or ``"parallel"``.
+        chain_method: ``"auto"`` (``"threaded"`` for several chains on a CPU
+            with more than one core, else ``"sequential"``), ``"threaded"``,
+            ``"sequential"``, ``"vectorized"`` or ``"parallel"``.
         **unsupported: ``fit_nuts`` arguments this model does not take
             (``task``, ``devices``); anything but None raises.
 
@@ -159,8 +160,7 @@ def fit_nuts_hierarchical(
     if not model.base.task.deterministic:
         raise ValueError(f"NUTS needs a deterministic likelihood; the base task "
                          f"{model.base.task!r} draws fresh noise")
-    check_choice("chain_method", chain_method, ("auto", "sequential", "vectorized", "parallel"))
-    method = "sequential" if chain_method == "auto" else chain_method
+    method = resolve_chain_method(chain_method, num_chains, auto_parallel=False)
     start = initial_params(model, data, seed, init_params)
     values = {SITE_W_SHARED: start[SITE_W_SHARED]}
     if model.learns_tau:
