@@ -95,13 +95,20 @@ def gradient_seconds(model, params, data, repeats: int = 20) -> float:
     return float(np.median(times))
 
 
+def _depth(text: str):
+    """``--max-tree-depth``: ``"7"`` or ``"6,7"``."""
+    parts = tuple(int(p) for p in text.split(","))
+    return parts[0] if len(parts) == 1 else parts
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--num-warmup", type=int, default=200)
     parser.add_argument("--num-draws", type=int, default=200)
     parser.add_argument("--trials-per-ref", type=int, default=240)
-    parser.add_argument("--max-tree-depth", type=int, default=None,
-                        help="default: fit_nuts's own (psyphy_pp.defaults.DEFAULT_MAX_TREE_DEPTH)")
+    parser.add_argument("--max-tree-depth", type=_depth, default=None, metavar="D|W,S",
+                        help="one depth, or warmup,sampling; default: fit_nuts's own "
+                             "(psyphy_pp.defaults.DEFAULT_MAX_TREE_DEPTH)")
     parser.add_argument("--mass", choices=("dense", "diagonal"), default=None,
                         help="default: fit_nuts's own (psyphy_pp.defaults.DEFAULT_DENSE_MASS)")
     parser.add_argument("--gauge", choices=("free", "fixed"), default=None,

@@ -23,6 +23,21 @@ def check_nonnegative(name: str, value: object, *, integer: bool = False) -> Non
         raise ValueError(f"{name} must be a non-negative {kind}, got {value!r}")
 
 
+def check_tree_depth(name: str, value: object) -> tuple[int, int]:
+    """``value`` as ``(warmup, sampling)`` NUTS tree depths: a positive int caps both.
+
+    Raises:
+        ValueError: Unless ``value`` is a positive integer or a pair of them.
+    """
+    pair = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
+    ok = len(pair) == 2 and all(
+        isinstance(d, numbers.Integral) and not isinstance(d, bool) and d > 0 for d in pair)
+    if not ok:
+        raise ValueError(f"{name} must be a positive integer or a pair (warmup, sampling) "
+                         f"of them, got {value!r}")
+    return int(pair[0]), int(pair[1])
+
+
 def check_bool(name: str, value: object) -> None:
     """Raise ``ValueError`` unless ``value`` is ``True`` or ``False`` (not merely truthy)."""
     if not isinstance(value, bool):

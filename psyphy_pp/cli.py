@@ -96,6 +96,8 @@ from psyphy_pp.defaults import (
     DEFAULT_NUTS_GAUGE,
     DEFAULT_TARGET_ACCEPT,
     DEFAULT_TOL,
+    HIERARCHICAL_MAX_TREE_DEPTH,
+    HIERARCHICAL_NUM_WARMUP,
     OPTIMIZERS,
 )
 from psyphy_pp.gauge import GAUGES
@@ -130,13 +132,14 @@ class _Parser(argparse.ArgumentParser):
 
 
 #: ``fit``'s NUTS-only options that the CLI fills in (the library's defaults);
-#: ``num_warmup`` stays None, and ``fit_nuts`` picks it (it differs by model).
+#: ``num_warmup`` and ``max_tree_depth`` stay None, and ``fit_nuts`` picks them
+#: (they differ by model).
 _NUTS_DEFAULTS: dict[str, Any] = {
-    "num_chains": 2, "max_tree_depth": DEFAULT_MAX_TREE_DEPTH,
+    "num_chains": 2,
     "mass": "dense" if DEFAULT_DENSE_MASS else "diagonal", "gauge": DEFAULT_NUTS_GAUGE,
     "target_accept": DEFAULT_TARGET_ACCEPT,
 }
-_NUTS_ONLY = ("num_warmup", *_NUTS_DEFAULTS)
+_NUTS_ONLY = ("num_warmup", "max_tree_depth", *_NUTS_DEFAULTS)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -197,14 +200,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--momentum", type=float,
                    help=f"sgd momentum (default {DEFAULT_MOMENTUM:g}); sgd only")
     p.add_argument("--num-warmup", type=int,
-                   help=f"NUTS warmup per chain (default {DEFAULT_NUM_WARMUP}; 500 for data "
-                        "with several observers)")
+                   help=f"NUTS warmup per chain (default {DEFAULT_NUM_WARMUP}; "
+                        f"{HIERARCHICAL_NUM_WARMUP} for data with several observers)")
     p.add_argument("--num-draws", type=int,
                    help="NUTS draws per chain (default 500), or Laplace draws (default 1000)")
     p.add_argument("--num-chains", type=int, help="NUTS chains (default 2)")
-    p.add_argument("--max-tree-depth", type=int,
-                   help="NUTS: at most 2**depth - 1 leapfrog steps per draw (default "
-                        f"{DEFAULT_MAX_TREE_DEPTH}); raise it if NUTS does not converge")
+    p.add_argument("--max-tree-depth", type=_tree_depth, metavar="DEPTH|WARMUP,SAMPLING",
+                   help="NUTS: at most 2**depth - 1 leapfrog steps per iteration, one depth "
+                        "or a warmup,sampling pair (default "
+                        f"{','.join(map(str, DEFAULT_MAX_TREE_DEPTH))}; "
+                        f"{HIERARCHICAL_MAX_TREE_DEPTH} for data with several observers); "
+                        "raise it if NUTS does not converge")
     p.add_argument("--mass", choices=("dense", "diagonal"),
                    help="NUTS mass matrix adapted in warmup (default "
                         f"{_NUTS_DEFAULTS['mass']})")
@@ -297,7 +303,7 @@ def _resolve_nuts_options(args: argparse.Namespace) -> None:
     if args.method != "nuts":
         unused = [k for k in given if not (k == "num_draws" and args.method == "laplace")]
         if unused:
-            flags = ", ".join(f"--{k.replace('_', '-')} {given[k]}" for k in unused)
+            flags = ", ".join(f"--{k.replace('_', '-')} {_option_text(given[k])}" for k in unused)
             raise ValueError(f"{flags}: only for --method nuts, got --method {args.method}")
     if args.target_accept is not None and not 0.0 < args.target_accept < 1.0:
         raise ValueError("--target-accept must be between 0 and 1 (exclusive), got "
@@ -305,6 +311,29 @@ def _resolve_nuts_options(args: argparse.Namespace) -> None:
     for k, default in _NUTS_DEFAULTS.items():
         if getattr(args, k) is None:
             setattr(args, k, default)
+
+
+def _tree_depth(text: str) -> int | tuple[int, int]:
+    """``--max-tree-depth``: ``"7"`` or ``"6,7"`` (warmup, sampling), each at least 1."""
+    try:
+        parts = [int(p) for p in text.split(",")]
+    except ValueError:
+        parts = []
+    if len(parts) not in (1, 2) or min(parts) < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected a depth of at least 1 or a pair WARMUP,SAMPLING such as 6,7, got {text!r}")
+    return parts[0] if len(parts) == 1 else (parts[0], parts[1])
+
+
+def _option_text(value: Any) -> str:
+    """An option's value as it is typed: ``(6, 7)`` is ``6,7``."""
+    return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+
+
+def _depth_text(depths: Any) -> str:
+    """A ``(warmup, sampling)`` tree depth for summary.txt: ``"7 (6 in warmup)"`` or ``"6"``."""
+    warmup, sampling = depths
+    return f"{sampling}" if warmup == sampling else f"{sampling} ({warmup} in warmup)"
 
 
 def _check_int(name: str, value: int | None, minimum: int = 1) -> None:
@@ -411,7 +440,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     from psyphy_pp.data import TrialData
 
     out = _fit_directory(args)
-    for name in ("--num-warmup", "--num-draws", "--num-chains", "--max-tree-depth"):
+    for name in ("--num-warmup", "--num-draws", "--num-chains"):
         _check_int(name, getattr(args, name[2:].replace("-", "_")))
     _resolve_nuts_options(args)
     lapse_rate = _lapse_rate(args.lapse_rate, learn=True)
@@ -700,9 +729,8 @@ def _summary(args: argparse.Namespace, data: Any, fit: Any, result: Any, t_map: 
         st = result.settings
         lines.append(f"NUTS: {result.num_chains} chains x {result.num_samples} draws (warmup "
                      f"{st['num_warmup']}, target acceptance {st['target_accept_prob']:g}, tree "
-                     f"depth at most {args.max_tree_depth}, {args.mass} mass, {args.gauge} "
-                     f"gauge), {div} "
-                     f"divergences, task {result.model.task!r}")
+                     f"depth at most {_depth_text(st['max_tree_depth'])}, {args.mass} mass, "
+                     f"{args.gauge} gauge), {div} divergences, task {result.model.task!r}")
         lines.append(_nuts_convergence_line(conv, "Sigma at the references", args.num_chains))
     elif getattr(result, "method", None) == "laplace":
         st = result.settings

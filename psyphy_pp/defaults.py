@@ -35,6 +35,8 @@ __all__ = [
     "NUTS_POLAR_NODES",
     "MIN_FIXED_NOISE_SAMPLES",
     "DEFAULT_MAX_TREE_DEPTH",
+    "HIERARCHICAL_MAX_TREE_DEPTH",
+    "HIERARCHICAL_NUM_WARMUP",
     "DEFAULT_NUM_WARMUP",
     "DEFAULT_TARGET_ACCEPT",
     "DEFAULT_DENSE_MASS",
@@ -78,12 +80,19 @@ NUTS_POLAR_NODES = (4, 6, 3, 6, 4)
 #: The fewest fixed-noise Monte Carlo samples used where a deterministic
 #: likelihood is needed and no quadrature exists (``input_dim`` 1 or > 3).
 MIN_FIXED_NOISE_SAMPLES = 2000
-#: Cap on the depth of NUTS trees: at most ``2**depth - 1`` leapfrog steps per draw
-#: (NumPyro's default is 10). With :data:`DEFAULT_DENSE_MASS`, on a 6,000-trial
-#: degree-4 observer: 2 chains x (200 + 500) from the MAP in 364 s (threaded), max r_hat 1.011
-#: (the aim is below 1.01) and min ess_bulk 406 over Sigma, 2.9x the effective draws
-#: per second of depth 10 with a diagonal mass matrix (``docs/inference.md``).
-DEFAULT_MAX_TREE_DEPTH = 6
+#: Cap on the depth of NUTS trees, ``(warmup, sampling)``: at most
+#: ``2**depth - 1`` leapfrog steps per iteration (NumPyro's default is 10 for
+#: both). With :data:`DEFAULT_DENSE_MASS`, on a 6,000-trial degree-4 observer,
+#: 2 chains x (200 + 500) from the MAP: depth 6 throughout took 364 s, max r_hat
+#: 1.011 and min ess_bulk 406 over Sigma (seed 0); depth 7 after a depth-6 warmup
+#: (the same warmup) took 559 s, max r_hat 1.007 and min ess_bulk 737. Depth 6
+#: itself had 2.9x the effective draws per second of depth 10 with a diagonal
+#: mass matrix (``docs/inference.md``).
+DEFAULT_MAX_TREE_DEPTH = (6, 7)
+#: The tree depth of a hierarchical model (deeper sampling trees not measured there).
+HIERARCHICAL_MAX_TREE_DEPTH = 6
+#: NUTS warmup of a hierarchical model (200 not measured there).
+HIERARCHICAL_NUM_WARMUP = 500
 #: Whether NUTS adapts a dense mass matrix in warmup (else a diagonal one); see
 #: :data:`DEFAULT_MAX_TREE_DEPTH`.
 DEFAULT_DENSE_MASS = True

@@ -16,12 +16,13 @@ Trajectory length and mass matrix. NumPyro's NUTS defaults (trees up to depth
 6,000-trial degree-4 observer, much of it on slowly varying rotations of
 ``U(x)`` that barely move ``Sigma``. Capping the trees at depth 6 (63 steps) and
 adapting a dense mass matrix gave 2.9x the effective draws of ``Sigma`` per
-second: 2 chains x (200 + 500) from the MAP took 557 s one after another (364 s
-side by side in threads, the default), with max r_hat 1.011 (just
-above the 1.01 :func:`~psyphy_pp.diagnostics.sigma_convergence` asks for) and
-min ess_bulk 406 (``python -m benchmarks.bench_nuts --num-draws 500``;
-:data:`psyphy_pp.defaults.DEFAULT_MAX_TREE_DEPTH`). Depth 5 was much worse (a
-random walk); ``docs/inference.md`` has the comparison.
+second: 2 chains x (200 + 500) from the MAP took 364 s with the chains side by
+side in threads, with max r_hat 1.011 (just above the 1.01
+:func:`~psyphy_pp.diagnostics.sigma_convergence` asks for) and min ess_bulk 406.
+Sampling at depth 7 after that depth-6 warmup, the default
+(:data:`psyphy_pp.defaults.DEFAULT_MAX_TREE_DEPTH`, ``(6, 7)``), gave max r_hat
+1.007 and min ess_bulk 737 in 559 s, and 1.008 and 539 on a second seed. Depth 5
+was much worse (a random walk); ``docs/inference.md`` has the comparisons.
 
 Deterministic log density. Hamiltonian Monte Carlo integrates the gradient of
 the log density along a trajectory and accepts or rejects by the change in
@@ -81,7 +82,13 @@ import numpy as np
 from psyphy_pp import defaults
 from psyphy_pp._mcmc import CHAIN_METHODS, resolve_chain_method, run_kernel
 from psyphy_pp._typing import Params
-from psyphy_pp._validation import check_bool, check_choice, check_nonnegative, check_positive
+from psyphy_pp._validation import (
+    check_bool,
+    check_choice,
+    check_nonnegative,
+    check_positive,
+    check_tree_depth,
+)
 from psyphy_pp.data import TrialData
 from psyphy_pp.gauge import GAUGES, coords_from_weights
 from psyphy_pp.inference import check_model_and_data, is_hierarchical, place_data
@@ -234,7 +241,7 @@ def fit_nuts(
     seed: int = 0,
     init_params: Params | None = None,
     target_accept_prob: float = defaults.DEFAULT_TARGET_ACCEPT,
-    max_tree_depth: int = defaults.DEFAULT_MAX_TREE_DEPTH,
+    max_tree_depth: int | tuple[int, int] | None = None,
     dense_mass: bool = defaults.DEFAULT_DENSE_MASS,
     gauge: str = defaults.DEFAULT_NUTS_GAUGE,
     progress_bar: bool = True,
@@ -247,7 +254,7 @@ def fit_nuts(
     The sampler targets the (unscaled) log posterior
     ``log p(W) + sum_n log p(y_n | W)`` of :meth:`~psyphy_pp.WPPM.numpyro_model`,
     with step-size and dense mass-matrix adaptation during warmup and trees
-    of at most ``2**max_tree_depth - 1`` leapfrog steps.
+    of at most ``2**depth - 1`` leapfrog steps (``max_tree_depth``).
 
     The likelihood must be deterministic (see the module docstring). With the
     default ``task=None`` it is :func:`deterministic_task` of the model's task:
@@ -299,9 +306,12 @@ def fit_nuts(
             adaptation, in (0, 1); raise it (e.g. 0.9) if there are divergences.
             How this default and ``num_warmup``'s were chosen is in
             ``docs/inference.md``.
-        max_tree_depth: Cap on the depth of each NUTS tree: at most
-            ``2**max_tree_depth - 1`` leapfrog steps per iteration (see the
-            module docstring for how the default was chosen).
+        max_tree_depth: Cap on the depth of each NUTS tree, at most
+            ``2**depth - 1`` leapfrog steps per iteration: an int for warmup
+            and sampling, or a pair ``(warmup, sampling)``. None means
+            :data:`psyphy_pp.defaults.DEFAULT_MAX_TREE_DEPTH`, ``(6, 7)``
+            (a hierarchical model keeps its own 6); the module docstring says
+            how it was chosen.
         dense_mass: Adapt a dense mass matrix (all covariances of the weights)
             in warmup, rather than a diagonal one.
         gauge: ``"free"`` samples the weights ``W`` themselves; ``"fixed"``
@@ -351,15 +361,18 @@ def fit_nuts(
                              "use gauge='free'")
         from psyphy_pp.hierarchical import fit_nuts_hierarchical
 
-        # num_warmup=None: the hierarchical sampler keeps its own default.
-        given = {} if num_warmup is None else {"num_warmup": num_warmup}
+        # None: the hierarchical sampler keeps its own default.
+        given: dict[str, Any] = {k: v for k, v in (("num_warmup", num_warmup),
+                                                   ("max_tree_depth", max_tree_depth)) if v is not None}
         return fit_nuts_hierarchical(  # type: ignore[return-value]
             cast(Any, model), data, num_samples=num_samples, num_chains=num_chains, seed=seed,
             init_params=init_params, target_accept_prob=target_accept_prob,
-            max_tree_depth=max_tree_depth, dense_mass=dense_mass, progress_bar=progress_bar,
+            dense_mass=dense_mass, progress_bar=progress_bar,
             chain_method=chain_method, task=task, devices=devices, **given)
     if num_warmup is None:
         num_warmup = defaults.DEFAULT_NUM_WARMUP
+    if max_tree_depth is None:
+        max_tree_depth = defaults.DEFAULT_MAX_TREE_DEPTH
     check_model_and_data(model, data)
     check_positive("num_warmup", num_warmup, integer=True)
     check_positive("num_samples", num_samples, integer=True)
@@ -368,7 +381,7 @@ def fit_nuts(
     check_positive("target_accept_prob", target_accept_prob)
     if not target_accept_prob < 1:
         raise ValueError(f"target_accept_prob must be in (0, 1), got {target_accept_prob!r}")
-    check_positive("max_tree_depth", max_tree_depth, integer=True)
+    depths = check_tree_depth("max_tree_depth", max_tree_depth)
     check_bool("dense_mass", dense_mass)
     check_bool("progress_bar", progress_bar)
     used_model, task_note = with_deterministic_task(model, task)
@@ -403,7 +416,7 @@ def fit_nuts(
     kernel = NUTS(
         model_fn,
         target_accept_prob=target_accept_prob,
-        max_tree_depth=max_tree_depth,
+        max_tree_depth=depths,
         dense_mass=dense_mass,
         init_strategy=init_strategy,
     )
@@ -435,7 +448,7 @@ def fit_nuts(
         chain_method=method,
         seed=seed,
         target_accept_prob=target_accept_prob,
-        max_tree_depth=max_tree_depth,
+        max_tree_depth=depths,
         dense_mass=dense_mass,
         gauge=gauge,
         init=init_desc,

@@ -183,7 +183,7 @@ def test_fit_nuts_that_does_not_converge_exits_5_and_is_saved(tmp_path, capsys):
     assert "exit status 5" in err
     fit = pp.load_fit(out / "fit.npz")
     assert fit.kind == "posterior" and fit.sample_shape == (1, 10)
-    assert fit.settings["dense_mass"] is False and fit.settings["max_tree_depth"] == 3
+    assert fit.settings["dense_mass"] is False and list(fit.settings["max_tree_depth"]) == [3, 3]
     assert fit.settings["gauge"] == "fixed"
     W0 = fit.weight_draws()[0, :, 0, 0]  # the constant block, in the gauge: [L | 0]
     assert np.all(W0[:, 0, 1] == 0) and np.all(W0[:, [0, 1], [0, 1]] > 0)
@@ -208,7 +208,7 @@ def test_fit_nuts_writes_posterior_and_bands(simulated, capsys):
     summary = (out / "summary.txt").read_text()
     assert ("NUTS: 1 chains x 20 draws (warmup 30, target acceptance 0.9, tree depth at most 4, "
             "dense mass, free gauge)") in summary
-    assert fit.settings["max_tree_depth"] == 4 and fit.settings["target_accept_prob"] == 0.9
+    assert list(fit.settings["max_tree_depth"]) == [4, 4] and fit.settings["target_accept_prob"] == 0.9
     # 20 draws cannot reach 400 effective draws: the summary says so.
     assert "NUTS convergence (Sigma at the references): max r_hat" in summary
     assert "NOT converged (wanted r_hat < 1.01 and ess_bulk >= 400" in summary
@@ -256,6 +256,8 @@ def test_fit_that_diverges_exits_4_and_is_saved(simulated, capsys):
     (["--method", "laplace", "--num-draws", "9", "--gauge", "fixed"],
      "--gauge fixed: only for --method nuts, got --method laplace"),
     (["--target-accept", "0.9"], "--target-accept 0.9: only for --method nuts, got --method map"),
+    (["--method", "laplace", "--max-tree-depth", "6,8"],
+     "--max-tree-depth 6,8: only for --method nuts, got --method laplace"),
     (["--method", "nuts", "--target-accept", "1.5"],
      "--target-accept must be between 0 and 1 (exclusive), got 1.5"),
 ])
@@ -264,6 +266,19 @@ def test_fit_rejects_settings_that_would_be_ignored(tmp_path, capsys, extra, mes
     csv.write_text("ref_0,ref_1,comp_0,comp_1,response\n0,0,0.1,0,1\n0,0,0,0.1,0\n")
     assert main(["fit", str(csv), *SMALL_MODEL, "--no-progress", *extra]) == 1
     assert message in capsys.readouterr().err
+
+
+def test_summary_states_both_tree_depths_when_they_differ():
+    from psyphy_pp.cli import _depth_text
+
+    assert _depth_text((6, 7)) == "7 (6 in warmup)" and _depth_text((3, 3)) == "3"
+
+
+@pytest.mark.parametrize("depth", ["0", "6,x", "6,7,8", "6,0", ""])
+def test_fit_refuses_a_bad_tree_depth_before_reading_data(tmp_path, capsys, depth):
+    assert main(["fit", str(tmp_path / "missing.csv"), "--method", "nuts",
+                 "--max-tree-depth", depth]) == 2
+    assert "expected a depth of at least 1 or a pair WARMUP,SAMPLING" in capsys.readouterr().err
 
 
 # -- nothing lost, nothing misreported (issue 13) -----------------------------------------

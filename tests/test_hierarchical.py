@@ -286,8 +286,9 @@ def test_laplace_and_nuts_run_and_bands_overlap(problem):
     lap = pp.fit_laplace(hmodel, data, num_draws=200, progress_bar=False)
     nuts = pp.fit_nuts(hmodel, data, num_warmup=150, num_samples=150, num_chains=1,
                        progress_bar=False)
-    assert nuts.settings["max_tree_depth"] == pp.defaults.DEFAULT_MAX_TREE_DEPTH
-    assert nuts.sample_stats["num_steps"].max() < 2**pp.defaults.DEFAULT_MAX_TREE_DEPTH
+    depth = pp.defaults.HIERARCHICAL_MAX_TREE_DEPTH
+    assert nuts.settings["max_tree_depth"] == (depth, depth)
+    assert nuts.sample_stats["num_steps"].max() < 2**depth
     refs = np.zeros((1, 2))
     tl, tn = lap.thresholds(refs, 8), nuts.thresholds(refs, 8)
     for name in ("population",) + NAMES:

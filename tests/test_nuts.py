@@ -91,10 +91,10 @@ def test_fit_nuts_init_params_is_one_argument_away(tiny, tiny_posterior):
 
 def test_fit_nuts_passes_tree_depth_and_mass_matrix_to_the_kernel(tiny):
     model, truth, data = tiny
-    post = pp.fit_nuts(model, data, init_params=truth, max_tree_depth=2, dense_mass=False,
+    post = pp.fit_nuts(model, data, init_params=truth, max_tree_depth=(4, 2), dense_mass=False,
                        **TINY)
-    assert post.settings["max_tree_depth"] == 2 and post.settings["dense_mass"] is False
-    assert post.sample_stats["num_steps"].max() <= 2**2 - 1
+    assert post.settings["max_tree_depth"] == (4, 2) and post.settings["dense_mass"] is False
+    assert post.sample_stats["num_steps"].max() <= 2**2 - 1  # the sampling depth, not warmup's
 
 
 def test_fit_nuts_explicit_task_overrides_the_choice(tiny):
@@ -127,6 +127,9 @@ def test_fit_nuts_rejects_a_fresh_noise_task(tiny):
         (dict(target_accept_prob=0.0), "target_accept_prob"),
         (dict(max_tree_depth=0), "max_tree_depth"),
         (dict(max_tree_depth=6.5), "max_tree_depth"),
+        (dict(max_tree_depth=(6, 0)), "pair"),
+        (dict(max_tree_depth=(6, 7, 8)), "pair"),
+        (dict(max_tree_depth="6,7"), "pair"),
         (dict(dense_mass="yes"), "dense_mass"),
         (dict(gauge="rotated"), "gauge must be one of"),
         (dict(chain_method="threads"), "chain_method must be one of"),
@@ -280,20 +283,26 @@ def test_nuts_with_the_fixed_gauge_matches_the_plain_sampler(p_small_posterior):
 
 
 def test_hierarchical_models_keep_their_own_default_warmup(monkeypatch):
-    """A WPPM gets defaults.DEFAULT_NUM_WARMUP; a hierarchical model keeps its
-    sampler's own 500 unless the caller sets it. Both get DEFAULT_TARGET_ACCEPT, 0.8."""
+    """A WPPM gets defaults.DEFAULT_NUM_WARMUP and DEFAULT_MAX_TREE_DEPTH; a
+    hierarchical model keeps its sampler's own 500 and 6 unless the caller sets
+    them. Both get DEFAULT_TARGET_ACCEPT, 0.8."""
     import inspect
 
     import psyphy_pp.hierarchical as hier
 
     own = inspect.signature(hier.fit_nuts_hierarchical).parameters
     assert (own["num_warmup"].default, own["target_accept_prob"].default) == (500, 0.8)
+    assert own["max_tree_depth"].default == 6
     assert (pp.defaults.DEFAULT_NUM_WARMUP, pp.defaults.DEFAULT_TARGET_ACCEPT) == (200, 0.8)
+    assert pp.defaults.DEFAULT_MAX_TREE_DEPTH == (6, 7)
     seen: list[dict] = []
     monkeypatch.setattr(hier, "fit_nuts_hierarchical", lambda *a, **kw: seen.append(kw))
     model = pp.HierarchicalWPPM(base=pp.WPPM(input_dim=2, basis_degree=0))
     data = pp.TrialData([[0.0, 0.0]] * 2, [[0.2, 0.0]] * 2, [1, 0])
     pp.fit_nuts(model, data, progress_bar=False)
-    pp.fit_nuts(model, data, num_warmup=7, target_accept_prob=0.9, progress_bar=False)
+    pp.fit_nuts(model, data, num_warmup=7, target_accept_prob=0.9, max_tree_depth=5,
+                progress_bar=False)
     assert "num_warmup" not in seen[0] and seen[0]["target_accept_prob"] == 0.8
+    assert "max_tree_depth" not in seen[0]
     assert seen[1]["num_warmup"] == 7 and seen[1]["target_accept_prob"] == 0.9
+    assert seen[1]["max_tree_depth"] == 5

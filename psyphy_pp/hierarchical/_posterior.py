@@ -13,9 +13,14 @@ from jax.flatten_util import ravel_pytree
 
 from psyphy_pp._mcmc import resolve_chain_method, run_kernel
 from psyphy_pp._typing import Params
-from psyphy_pp._validation import check_bool, check_nonnegative, check_positive
+from psyphy_pp._validation import check_bool, check_nonnegative, check_positive, check_tree_depth
 from psyphy_pp.data import TrialData
-from psyphy_pp.defaults import DEFAULT_DENSE_MASS, DEFAULT_MAX_TREE_DEPTH, DEFAULT_TARGET_ACCEPT
+from psyphy_pp.defaults import (
+    DEFAULT_DENSE_MASS,
+    DEFAULT_TARGET_ACCEPT,
+    HIERARCHICAL_MAX_TREE_DEPTH,
+    HIERARCHICAL_NUM_WARMUP,
+)
 from psyphy_pp.hierarchical._map import colour, fit_map_hierarchical, initial_params, loss_at_tau, whiten
 from psyphy_pp.hierarchical._model import SITE_DELTA, SITE_TAU, SITE_W_SHARED, SITE_Z, HierarchicalWPPM
 from psyphy_pp.hierarchical._result import HierarchicalFit
@@ -104,10 +109,11 @@ def fit_laplace_hierarchical(
 
 # -- NUTS ---------------------------------------------------------------------------
 def fit_nuts_hierarchical(
-    model: HierarchicalWPPM, data: TrialData, *, num_warmup: int = 500,
+    model: HierarchicalWPPM, data: TrialData, *, num_warmup: int = HIERARCHICAL_NUM_WARMUP,
     num_samples: int = 500, num_chains: int = 2, seed: int = 0,
     init_params: Params | None = None, target_accept_prob: float = DEFAULT_TARGET_ACCEPT,
-    max_tree_depth: int = DEFAULT_MAX_TREE_DEPTH, dense_mass: bool = DEFAULT_DENSE_MASS,
+    max_tree_depth: int | tuple[int, int] = HIERARCHICAL_MAX_TREE_DEPTH,
+    dense_mass: bool = DEFAULT_DENSE_MASS,
     progress_bar: bool = True, chain_method: str = "auto", **unsupported: Any,
 ) -> HierarchicalFit:
     """NUTS on :meth:`HierarchicalWPPM.numpyro_model` (what ``fit_nuts`` runs).
@@ -126,8 +132,8 @@ def fit_nuts_hierarchical(
             ``params``), or None for a prior draw.
         target_accept_prob: Target acceptance probability of the step-size
             adaptation, in (0, 1).
-        max_tree_depth: At most ``2**max_tree_depth - 1`` leapfrog steps per
-            iteration, as in :func:`~psyphy_pp.fit_nuts`.
+        max_tree_depth: At most ``2**depth - 1`` leapfrog steps per iteration,
+            an int or a pair ``(warmup, sampling)``, as in :func:`~psyphy_pp.fit_nuts`.
         dense_mass: Adapt a dense mass matrix in warmup, rather than a diagonal one.
         progress_bar: Show a progress bar (iterations of all chains).
         chain_method: ``"auto"`` (``"threaded"`` for several chains on a CPU
@@ -155,7 +161,7 @@ def fit_nuts_hierarchical(
     check_nonnegative("seed", seed, integer=True)
     if not 0 < target_accept_prob < 1:
         raise ValueError(f"target_accept_prob must be in (0, 1), got {target_accept_prob!r}")
-    check_positive("max_tree_depth", max_tree_depth, integer=True)
+    depths = check_tree_depth("max_tree_depth", max_tree_depth)
     check_bool("dense_mass", dense_mass)
     if not model.base.task.deterministic:
         raise ValueError(f"NUTS needs a deterministic likelihood; the base task "
@@ -175,7 +181,7 @@ def fit_nuts_hierarchical(
     def model_fn(refs, comps, obs, y):
         model.numpyro_model(refs, comps, obs, y, num_observers=S)
 
-    kernel = NUTS(model_fn, target_accept_prob=target_accept_prob, max_tree_depth=max_tree_depth,
+    kernel = NUTS(model_fn, target_accept_prob=target_accept_prob, max_tree_depth=depths,
                   dense_mass=dense_mass, init_strategy=init_to_value(values=values))
     t0 = time.perf_counter()
     draws = run_kernel(
@@ -194,7 +200,7 @@ def fit_nuts_hierarchical(
              "num_steps": extra["num_steps"].astype(np.int64)}
     settings = dict(num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains,
                     chain_method=method, seed=seed, target_accept_prob=target_accept_prob,
-                    max_tree_depth=max_tree_depth, dense_mass=dense_mass,
+                    max_tree_depth=depths, dense_mass=dense_mass,
                     parameterization=model.parameterization, num_trials=data.num_trials,
                     num_observers=S, wall_time=wall)
     fit = HierarchicalFit(model=model, data=data, method="nuts", samples=samples,
