@@ -166,15 +166,20 @@ def _run_in_threads(run: Any, states: list, compiled: Any, bar: Any) -> list:
     other chains at their next chunk and is raised here.
     """
     stop, locked = threading.Event(), _LockedBar(bar)
-    with ThreadPoolExecutor(max_workers=min(len(states), host_cores())) as pool:
-        futures = [pool.submit(run, state, compiled, locked, stop) for state in states]
+    futures: list = []
+    # A thread per chain even with more chains than cores: XLA schedules the work,
+    # and a chain that fails stops the others at once rather than after a queue.
+    with ThreadPoolExecutor(max_workers=len(states)) as pool:
         try:
+            futures = [pool.submit(run, state, compiled, locked, stop) for state in states]
             wait(futures, return_when=FIRST_EXCEPTION)
         finally:
-            if not all(f.done() and f.exception() is None for f in futures):
+            if len(futures) < len(states) or not all(
+                    f.done() and f.exception() is None for f in futures):
                 stop.set()
-    for f in futures:
-        error = f.exception()
+    # Every chain has ended; the others stopped with _Stopped after a real failure.
+    errors = [f.exception() for f in futures]
+    for error in errors:
         if error is not None and not isinstance(error, _Stopped):
             raise error
     return [_stack(f.result()) for f in futures]
@@ -221,6 +226,14 @@ def resolve_chain_method(chain_method: str, num_chains: int, num_devices: int | 
             stacklevel=3,
         )
         return chain_method
+    if chain_method == "threaded" and num_devices > 1:
+        warnings.warn(
+            f"chain_method='threaded' runs the chains on one device, but the trials are "
+            f"sharded over {num_devices}; running the chains sequentially.",
+            PsyphyWarning,
+            stacklevel=3,
+        )
+        return "sequential"
     if chain_method != "auto":
         return chain_method
     if auto_parallel and num_chains > 1 and num_devices >= num_chains:

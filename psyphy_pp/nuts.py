@@ -16,9 +16,10 @@ Trajectory length and mass matrix. NumPyro's NUTS defaults (trees up to depth
 6,000-trial degree-4 observer, much of it on slowly varying rotations of
 ``U(x)`` that barely move ``Sigma``. Capping the trees at depth 6 (63 steps) and
 adapting a dense mass matrix gave 2.9x the effective draws of ``Sigma`` per
-second: 2 chains x (200 + 500) from the MAP took 364 s with the chains side by
-side in threads, with max r_hat 1.011 (just above the 1.01
-:func:`~psyphy_pp.diagnostics.sigma_convergence` asks for) and min ess_bulk 406.
+second (chains one after another). With the chains side by side in threads,
+2 chains x (200 + 500) from the MAP took 364 s, with max r_hat 1.011 (just
+above the 1.01 :func:`~psyphy_pp.diagnostics.sigma_convergence` asks for) and
+min ess_bulk 406.
 Sampling at depth 7 after that depth-6 warmup, the default
 (:data:`psyphy_pp.defaults.DEFAULT_MAX_TREE_DEPTH`, ``(6, 7)``), gave max r_hat
 1.007 and min ess_bulk 737 in 559 s, and 1.008 and 539 on a second seed. Depth 5

@@ -288,6 +288,7 @@ def test_laplace_and_nuts_run_and_bands_overlap(problem):
                        progress_bar=False)
     depth = pp.defaults.HIERARCHICAL_MAX_TREE_DEPTH
     assert nuts.settings["max_tree_depth"] == (depth, depth)
+    assert nuts.observer(0).settings["max_tree_depth"] == [depth, depth]  # kept when saved
     assert nuts.sample_stats["num_steps"].max() < 2**depth
     refs = np.zeros((1, 2))
     tl, tn = lap.thresholds(refs, 8), nuts.thresholds(refs, 8)

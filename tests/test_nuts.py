@@ -163,6 +163,8 @@ def test_auto_chain_method_runs_chains_side_by_side_on_a_multicore_cpu(monkeypat
     assert resolve_chain_method("auto", 3, 2) == "sequential"  # trials sharded over 2 devices
     with pytest.warns(PsyphyWarning, match="set_host_device_count"):
         assert resolve_chain_method("parallel", 2, 1) == resolve_chain_method("auto", 2, 1)
+    with pytest.warns(PsyphyWarning, match="sharded over 2"):
+        assert resolve_chain_method("threaded", 2, 2) == "sequential"
     monkeypatch.setattr(mcmc, "host_cores", lambda: 1)
     assert resolve_chain_method("auto", 2, 1) == "sequential"
     with pytest.raises(ValueError, match="chain_method must be one of"):

@@ -166,7 +166,10 @@ def fit_nuts_hierarchical(
     if not model.base.task.deterministic:
         raise ValueError(f"NUTS needs a deterministic likelihood; the base task "
                          f"{model.base.task!r} draws fresh noise")
-    method = resolve_chain_method(chain_method, num_chains, auto_parallel=False)
+    # The trials are not sharded: "auto" runs the chains in threads (or in turn), and
+    # only "parallel" looks at the devices.
+    method = resolve_chain_method(chain_method, num_chains,
+                                  None if chain_method == "parallel" else 1, auto_parallel=False)
     start = initial_params(model, data, seed, init_params)
     values = {SITE_W_SHARED: start[SITE_W_SHARED]}
     if model.learns_tau:

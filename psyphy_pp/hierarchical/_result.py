@@ -160,6 +160,14 @@ class HierarchicalFit:
 
 
 def json_settings(settings: dict) -> dict:
-    """The settings that are plain JSON values (what a SavedFit keeps)."""
-    return {k: v for k, v in settings.items() if isinstance(v, (str, int, float, bool))
-            or v is None}
+    """The settings that are plain JSON values, tuples of them as lists (what a SavedFit keeps)."""
+    def plain(v: Any) -> bool:
+        return isinstance(v, (str, int, float, bool)) or v is None
+
+    out: dict = {}
+    for k, v in settings.items():
+        if plain(v):
+            out[k] = v
+        elif isinstance(v, (tuple, list)) and all(plain(x) for x in v):
+            out[k] = list(v)  # e.g. max_tree_depth, (warmup, sampling)
+    return out
