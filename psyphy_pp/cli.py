@@ -84,6 +84,7 @@ from psyphy_pp._cli_common import (
 from psyphy_pp._cli_common import (
     normalization_from_args as _normalization,
 )
+from psyphy_pp._validation import check_tree_depth
 from psyphy_pp._version import __version__
 from psyphy_pp.cli_experiment import add_experiment_parser, run_experiment
 from psyphy_pp.defaults import (
@@ -316,13 +317,13 @@ def _resolve_nuts_options(args: argparse.Namespace) -> None:
 def _tree_depth(text: str) -> int | tuple[int, int]:
     """``--max-tree-depth``: ``"7"`` or ``"6,7"`` (warmup, sampling), each at least 1."""
     try:
-        parts = [int(p) for p in text.split(",")]
+        parts = tuple(int(p) for p in text.split(","))
+        pair = check_tree_depth("--max-tree-depth", parts[0] if len(parts) == 1 else parts)
     except ValueError:
-        parts = []
-    if len(parts) not in (1, 2) or min(parts) < 1:
         raise argparse.ArgumentTypeError(
-            f"expected a depth of at least 1 or a pair WARMUP,SAMPLING such as 6,7, got {text!r}")
-    return parts[0] if len(parts) == 1 else (parts[0], parts[1])
+            f"expected a depth of at least 1 or a pair WARMUP,SAMPLING such as 6,7, got {text!r}"
+        ) from None
+    return pair[0] if len(parts) == 1 else pair  # as typed: "7" stays one depth
 
 
 def _option_text(value: Any) -> str:
